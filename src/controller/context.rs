@@ -1,0 +1,147 @@
+//! What every reconcile shares: clients, caches, stores of both kinds, Events and metrics.
+
+use super::backoff::Backoff;
+use super::credentials::Credentials;
+use super::error::Error;
+use super::leased_snapshot::LeasedSnapshots;
+use crate::contiguity::{ClientPool, ContiguityClient};
+use crate::crd::{LeaseFailover, NumberLease, SecretKeyRef};
+use crate::metrics::Metrics;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tunables of the reconcilers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a converged resource is compared with Contiguity (jittered by ±10 %).
+    pub resync_interval: Duration,
+    /// First delay of the per-object backoff after a transient failure.
+    pub backoff_base: Duration,
+    /// Longest delay of the per-object backoff.
+    pub backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// Kubernetes client.
+    pub kube: kube::Client,
+    /// Tunables.
+    pub settings: Settings,
+    /// Contiguity clients, one rate limiter per token.
+    pub pool: ClientPool,
+    /// Token resolution.
+    pub credentials: Credentials,
+    /// Shared `leased` listings per token.
+    pub snapshots: LeasedSnapshots,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// NumberLease caches of every watched namespace.
+    pub leases: Vec<Store<NumberLease>>,
+    /// LeaseFailover caches of every watched namespace.
+    pub failovers: Vec<Store<LeaseFailover>>,
+    /// Per-object backoff.
+    pub backoff: Backoff,
+    /// Resources stalled on a permanent error, with what they were stalled on.
+    pub stalls: StallMemo,
+    /// Asks the NumberLease controllers to reconcile an object (e.g. when a claim is released).
+    pub lease_requeue: super::Requeue<NumberLease>,
+    /// Asks the LeaseFailover controllers to reconcile an object.
+    pub failover_requeue: super::Requeue<LeaseFailover>,
+}
+
+/// Remembers which generation and Secret version a resource was stalled on, so a permanent
+/// error is not retried until the spec or the Secret changes.
+#[derive(Default)]
+pub struct StallMemo {
+    entries: Mutex<HashMap<String, (Option<i64>, Option<String>)>>,
+}
+
+impl StallMemo {
+    /// Records that `key` stalled at `generation` with the Secret at `secret_version`.
+    pub fn remember(&self, key: &str, generation: Option<i64>, secret_version: Option<String>) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key.to_string(), (generation, secret_version));
+        }
+    }
+
+    /// True when `key` stalled on exactly this generation and Secret version.
+    pub fn unchanged(&self, key: &str, generation: Option<i64>, secret_version: Option<&str>) -> bool {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).cloned())
+            .is_some_and(|(g, v)| g == generation && v.as_deref() == secret_version)
+    }
+
+    /// Forgets `key` (it made progress or is gone).
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+impl Context {
+    /// A Contiguity client for a resource in `namespace`.
+    pub async fn contiguity(&self, namespace: &str, secret: Option<&SecretKeyRef>) -> Result<ContiguityClient, Error> {
+        let token = self.credentials.token(namespace, secret).await?;
+        Ok(self.pool.client(token)?)
+    }
+
+    /// Queues a NumberLease for reconcile.
+    pub fn requeue_lease(&self, r: ObjectRef<NumberLease>) {
+        self.lease_requeue.send(r);
+    }
+
+    /// Queues a LeaseFailover for reconcile.
+    pub fn requeue_failover(&self, r: ObjectRef<LeaseFailover>) {
+        self.failover_requeue.send(r);
+    }
+
+    /// Every cached NumberLease.
+    pub fn all_leases(&self) -> impl Iterator<Item = Arc<NumberLease>> + '_ {
+        self.leases.iter().flat_map(|s| s.state())
+    }
+
+    /// Every cached LeaseFailover.
+    pub fn all_failovers(&self) -> impl Iterator<Item = Arc<LeaseFailover>> + '_ {
+        self.failovers.iter().flat_map(|s| s.state())
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing an Event failed");
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The LeaseFailover reconciler: configures a leased number as a failover target
+//! (`POST /numbers/{n}/configure`) when the applied configuration differs from the spec,
+//! re-applies drift found at resync, and disables failover on delete.
+
+use super::backoff::jitter;
+use super::context::Context;
+use super::error::{Error, from_finalizer};
+use crate::contiguity::{self, ContiguityClient, FailoverConfig};
+use crate::crd::{
+    AppliedFailover, ConditionType, FailoverMode, LeaseFailover, LeaseFailoverStatus, NumberLease, SecretKeyRef,
+};
+use crate::status::{Phase, apply_status, conditions, is_true, now_rfc3339, reason_of};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Finalizer that resets the failover configuration on delete.
+pub const FINALIZER: &str = "contiguity.com/reset-failover";
+/// Kind label in metrics.
+pub const KIND: &str = "LeaseFailover";
+
+/// Condition reasons written by this reconciler.
+pub mod reason {
+    /// Ready: Contiguity has the declared configuration.
+    pub const CONFIGURED: &str = "FailoverConfigured";
+    /// Progressing: the referenced NumberLease is missing or not Ready.
+    pub const LEASE_NOT_READY: &str = "LeaseNotReady";
+    /// Progressing: Contiguity failed transiently.
+    pub const CONTIGUITY_UNAVAILABLE: &str = "ContiguityUnavailable";
+    /// Progressing: Contiguity asked us to slow down.
+    pub const RATE_LIMITED: &str = "RateLimited";
+    /// Stalled: an older LeaseFailover configures the same number.
+    pub const FAILOVER_CLAIMED: &str = "FailoverClaimed";
+    /// Stalled: the spec cannot be applied (e.g. the target is in its own list).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Stalled: the account does not lease the target number.
+    pub const NUMBER_NOT_LEASED: &str = "NumberNotLeased";
+    /// Stalled: Contiguity rejected the token.
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// Stalled: Contiguity refused the configuration.
+    pub const REQUEST_REFUSED: &str = "RequestRefused";
+}
+
+/// Reconciles one LeaseFailover.
+pub async fn reconcile(lf: Arc<LeaseFailover>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = lf
+        .namespace()
+        .ok_or_else(|| Error::InvalidObject("LeaseFailover without namespace".into()))?;
+    let api: Api<LeaseFailover> = Api::namespaced(ctx.kube.clone(), &ns);
+    let key = object_key(&lf);
+    let result = finalizer(&api, FINALIZER, lf, |event| async {
+        match event {
+            Finalizer::Apply(lf) => apply(&lf, &api, &ctx).await,
+            Finalizer::Cleanup(lf) => cleanup(&lf, &ctx).await,
+        }
+    })
+    .await
+    .map_err(from_finalizer);
+    let label = match &result {
+        Ok(_) => {
+            ctx.backoff.reset(&key);
+            "ok"
+        }
+        Err(e) => e.category(),
+    };
+    ctx.metrics.reconciled(KIND, label, started.elapsed());
+    result
+}
+
+/// Per-object backoff with jitter, never sooner than Retry-After.
+pub fn error_policy(lf: Arc<LeaseFailover>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&object_key(&lf), err.retry_after());
+    tracing::warn!(
+        name = %lf.name_any(),
+        namespace = lf.namespace().as_deref().unwrap_or(""),
+        error = %err,
+        category = err.category(),
+        retry_in_ms = delay.as_millis() as u64,
+        "LeaseFailover reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+fn object_key(lf: &LeaseFailover) -> String {
+    format!("lf/{}/{}", lf.namespace().unwrap_or_default(), lf.name_any())
+}
+
+/// Where a LeaseFailover points.
+enum Target {
+    /// A number and the credentials to configure it with.
+    Number {
+        number: String,
+        secret: Option<SecretKeyRef>,
+    },
+    /// The referenced NumberLease is missing or not Ready.
+    NotReady(String),
+}
+
+fn referenced_lease(lf: &LeaseFailover, ctx: &Context) -> Option<Arc<NumberLease>> {
+    let name = &lf.spec.lease_ref.as_ref()?.name;
+    let ns = lf.namespace()?;
+    ctx.all_leases()
+        .find(|nl| &nl.name_any() == name && nl.namespace().as_deref() == Some(ns.as_str()))
+}
+
+fn resolve_target(lf: &LeaseFailover, ctx: &Context) -> Target {
+    if let Some(number) = &lf.spec.number {
+        let ns = lf.namespace();
+        let secret = ctx
+            .all_leases()
+            .find(|nl| &nl.spec.number == number && nl.namespace() == ns)
+            .and_then(|nl| nl.spec.credentials_secret_ref.clone());
+        return Target::Number {
+            number: number.clone(),
+            secret,
+        };
+    }
+    let name = lf.spec.lease_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let Some(nl) = referenced_lease(lf, ctx) else {
+        return Target::NotReady(format!("NumberLease {name} does not exist yet"));
+    };
+    let st = nl.status.clone().unwrap_or_default();
+    let ready = is_true(&st.conditions, ConditionType::Ready) && st.observed_generation == nl.metadata.generation;
+    match (ready, st.number) {
+        (true, Some(number)) if nl.metadata.deletion_timestamp.is_none() => Target::Number {
+            number,
+            secret: nl.spec.credentials_secret_ref.clone(),
+        },
+        _ => Target::NotReady(format!(
+            "NumberLease {name} is not Ready ({})",
+            reason_of(&st.conditions, ConditionType::Ready).unwrap_or("no status yet")
+        )),
+    }
+}
+
+/// The older LeaseFailover (any watched namespace) that targets the same number, if any.
+fn older_claimant(lf: &LeaseFailover, number: &str, ctx: &Context) -> Option<Arc<LeaseFailover>> {
+    let mine = (lf.metadata.creation_timestamp.clone(), lf.uid());
+    ctx.all_failovers()
+        .filter(|o| o.uid() != lf.uid())
+        .filter(|o| match resolve_target(o, ctx) {
+            Target::Number { number: n, .. } => n == number,
+            Target::NotReady(_) => false,
+        })
+        .filter(|o| (o.metadata.creation_timestamp.clone(), o.uid()) < mine)
+        .min_by(|a, b| {
+            (a.metadata.creation_timestamp.clone(), a.uid()).cmp(&(b.metadata.creation_timestamp.clone(), b.uid()))
+        })
+}
+
+async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> Result<Action, Error> {
+    let ns = lf.namespace().unwrap_or_default();
+    let old = lf.status.clone().unwrap_or_default();
+    let (number, secret) = match resolve_target(lf, ctx) {
+        Target::Number { number, secret } => (number, secret),
+        Target::NotReady(message) => {
+            let phase = Phase::Progressing {
+                reason: reason::LEASE_NOT_READY,
+                message,
+            };
+            write(lf, api, base_status(&old), &phase).await?;
+            // The NumberLease watch re-triggers this resource when the lease changes.
+            return Ok(Action::await_change());
+        }
+    };
+    let mut st = base_status(&old);
+    st.number = Some(number.clone());
+    if let Some(owner) = older_claimant(lf, &number, ctx) {
+        let message = format!(
+            "failover of {number} is already configured by the older LeaseFailover {}/{}",
+            owner.namespace().unwrap_or_default(),
+            owner.name_any()
+        );
+        return stall(lf, api, ctx, st, reason::FAILOVER_CLAIMED, message).await;
+    }
+    let desired = lf.spec.desired();
+    if desired.numbers.iter().any(|n| n == &number) {
+        let message = format!("numbers must not contain the target {number} itself");
+        return stall(lf, api, ctx, st, reason::INVALID_SPEC, message).await;
+    }
+    let client = match ctx.contiguity(&ns, secret.as_ref()).await {
+        Ok(c) => c,
+        Err(Error::Credentials { reason, message }) => return stall(lf, api, ctx, st, reason, message).await,
+        Err(e) => return Err(e),
+    };
+    let key = object_key(lf);
+    let secret_version = ctx.credentials.secret_version(&ns, secret.as_ref());
+    if ctx
+        .stalls
+        .unchanged(&key, lf.metadata.generation, secret_version.as_deref())
+    {
+        return Ok(Action::await_change());
+    }
+    let result = converge(lf, api, ctx, &client, st, &number, desired).await;
+    match result {
+        Ok(a) => Ok(a),
+        Err(Error::Contiguity(e)) if !e.is_transient() => {
+            let (reason, message) = classify_permanent(&e, &number);
+            let mut st = base_status(&old);
+            st.number = Some(number.clone());
+            stall(lf, api, ctx, st, reason, message).await
+        }
+        Err(e) => {
+            note_transient(lf, api, &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn converge(
+    lf: &LeaseFailover,
+    api: &Api<LeaseFailover>,
+    ctx: &Context,
+    client: &ContiguityClient,
+    mut st: LeaseFailoverStatus,
+    number: &str,
+    desired: AppliedFailover,
+) -> Result<Action, Error> {
+    let resync = jitter(ctx.settings.resync_interval, 0.1);
+    let applied_matches =
+        st.applied.as_ref() == Some(&desired) && lf.status.as_ref().and_then(|s| s.number.as_deref()) == Some(number);
+    let generation_seen = st.observed_generation == lf.metadata.generation;
+    let mut drift = false;
+    if applied_matches {
+        if generation_seen && is_fresh(&st, ctx.settings.resync_interval) {
+            return Ok(Action::requeue(remaining(&st, resync)));
+        }
+        // Compare with what Contiguity reports, when it reports failover at all.
+        let snap = ctx.snapshots.get(client, ctx.settings.resync_interval, None).await?;
+        match snap.numbers.get(number).and_then(|r| r.failover.clone()) {
+            Some(actual) if canonical(&actual) != desired => drift = true,
+            _ => {
+                st.last_sync_time = Some(now_rfc3339());
+                let phase = ready_phase(number, &desired);
+                write(lf, api, st, &phase).await?;
+                return Ok(Action::requeue(resync));
+            }
+        }
+    }
+    let body = FailoverConfig {
+        enabled: desired.enabled,
+        mode: Some(match lf.spec.mode {
+            FailoverMode::All => contiguity::FailoverMode::All,
+            FailoverMode::Selective => contiguity::FailoverMode::Selective,
+        }),
+        numbers: desired.numbers.clone(),
+    };
+    client.configure(number, &body).await?;
+    ctx.snapshots.invalidate(client);
+    let note = if drift {
+        format!(
+            "failover of {number} had drifted at Contiguity; re-applied {}",
+            describe(&desired)
+        )
+    } else {
+        format!("configured failover of {number}: {}", describe(&desired))
+    };
+    let reason = if drift {
+        "FailoverDriftCorrected"
+    } else {
+        "FailoverConfigured"
+    };
+    ctx.event(lf, EventType::Normal, reason, "Configure", note).await;
+    st.applied = Some(desired.clone());
+    st.last_sync_time = Some(now_rfc3339());
+    let phase = ready_phase(number, &desired);
+    write(lf, api, st, &phase).await?;
+    Ok(Action::requeue(resync))
+}
+
+async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
+    ctx.stalls.forget(&object_key(lf));
+    let release = |ctx: &Context| {
+        for other in ctx.all_failovers().filter(|o| o.uid() != lf.uid()) {
+            ctx.requeue_failover(ObjectRef::from_obj(&*other));
+        }
+    };
+    let status = lf.status.clone().unwrap_or_default();
+    // Only the owner ever applied a configuration; nothing to reset otherwise.
+    let (Some(applied), Some(number)) = (status.applied, status.number) else {
+        release(ctx);
+        return Ok(Action::await_change());
+    };
+    if !applied.enabled {
+        release(ctx);
+        return Ok(Action::await_change());
+    }
+    if lf.spec.lease_ref.is_some() && referenced_lease(lf, ctx).is_none() {
+        // The lease is already gone (its own deletion disabled failover first).
+        release(ctx);
+        return Ok(Action::await_change());
+    }
+    let secret = match resolve_target(lf, ctx) {
+        Target::Number { secret, .. } => secret,
+        Target::NotReady(_) => referenced_lease(lf, ctx).and_then(|nl| nl.spec.credentials_secret_ref.clone()),
+    };
+    let ns = lf.namespace().unwrap_or_default();
+    let client = ctx.contiguity(&ns, secret.as_ref()).await?;
+    let off = FailoverConfig {
+        enabled: false,
+        mode: None,
+        numbers: Vec::new(),
+    };
+    match client.configure(&number, &off).await {
+        Ok(_) => {
+            ctx.event(
+                lf,
+                EventType::Normal,
+                "FailoverDisabled",
+                "Configure",
+                format!("disabled failover of {number}"),
+            )
+            .await;
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.snapshots.invalidate(&client);
+    release(ctx);
+    Ok(Action::await_change())
+}
+
+fn ready_phase(number: &str, desired: &AppliedFailover) -> Phase {
+    Phase::Ready {
+        reason: reason::CONFIGURED,
+        message: format!("failover of {number}: {}", describe(desired)),
+    }
+}
+
+fn describe(a: &AppliedFailover) -> String {
+    match (a.enabled, a.mode.as_deref()) {
+        (false, _) => "disabled".to_string(),
+        (true, Some("selective")) => format!("enabled for {}", a.numbers.join(", ")),
+        (true, _) => "enabled for all numbers".to_string(),
+    }
+}
+
+fn canonical(c: &FailoverConfig) -> AppliedFailover {
+    let mut numbers = c.numbers.clone();
+    numbers.sort();
+    numbers.dedup();
+    let mode = c.mode.as_ref().map(|m| m.as_str().to_string());
+    if mode.as_deref() != Some("selective") {
+        numbers.clear();
+    }
+    AppliedFailover {
+        enabled: c.enabled,
+        mode,
+        numbers,
+    }
+}
+
+async fn stall(
+    lf: &LeaseFailover,
+    api: &Api<LeaseFailover>,
+    ctx: &Context,
+    st: LeaseFailoverStatus,
+    reason: &'static str,
+    message: String,
+) -> Result<Action, Error> {
+    let old = lf.status.clone().unwrap_or_default();
+    let already = is_true(&old.conditions, ConditionType::Stalled)
+        && reason_of(&old.conditions, ConditionType::Stalled) == Some(reason)
+        && old.observed_generation == lf.metadata.generation;
+    if !already {
+        ctx.event(lf, EventType::Warning, reason, "Reconcile", message.clone())
+            .await;
+    }
+    write(lf, api, st, &Phase::Stalled { reason, message }).await?;
+    if reason != reason::FAILOVER_CLAIMED {
+        let ns = lf.namespace().unwrap_or_default();
+        let secret = match resolve_target(lf, ctx) {
+            Target::Number { secret, .. } => secret,
+            Target::NotReady(_) => None,
+        };
+        let version = ctx.credentials.secret_version(&ns, secret.as_ref());
+        ctx.stalls.remember(&object_key(lf), lf.metadata.generation, version);
+    }
+    Ok(Action::await_change())
+}
+
+async fn note_transient(lf: &LeaseFailover, api: &Api<LeaseFailover>, err: &Error) {
+    let old = lf.status.clone().unwrap_or_default();
+    if is_true(&old.conditions, ConditionType::Ready) && old.observed_generation == lf.metadata.generation {
+        return;
+    }
+    let reason = match err {
+        Error::Contiguity(e) if e.is_rate_limited() => reason::RATE_LIMITED,
+        Error::Contiguity(_) => reason::CONTIGUITY_UNAVAILABLE,
+        _ => return,
+    };
+    let phase = Phase::Progressing {
+        reason,
+        message: format!("{err}; retrying with backoff"),
+    };
+    if let Err(e) = write(lf, api, base_status(&old), &phase).await {
+        tracing::debug!(error = %e, "could not record a transient failure in status");
+    }
+}
+
+fn classify_permanent(e: &contiguity::Error, number: &str) -> (&'static str, String) {
+    if e.is_not_found() {
+        return (
+            reason::NUMBER_NOT_LEASED,
+            format!("the account does not lease {number}: {e}"),
+        );
+    }
+    if e.is_unauthorized() {
+        return (reason::CREDENTIALS_REJECTED, format!("{e}; check the API token"));
+    }
+    (reason::REQUEST_REFUSED, e.to_string())
+}
+
+async fn write(
+    lf: &LeaseFailover,
+    api: &Api<LeaseFailover>,
+    mut st: LeaseFailoverStatus,
+    phase: &Phase,
+) -> Result<(), Error> {
+    let old = lf.status.clone().unwrap_or_default();
+    st.observed_generation = lf.metadata.generation;
+    st.conditions = conditions(&old.conditions, lf.metadata.generation, phase, &now_rfc3339());
+    if st == old {
+        return Ok(());
+    }
+    apply_status(api, lf, &st).await?;
+    Ok(())
+}
+
+fn base_status(old: &LeaseFailoverStatus) -> LeaseFailoverStatus {
+    LeaseFailoverStatus {
+        conditions: Vec::new(),
+        ..old.clone()
+    }
+}
+
+fn age(st: &LeaseFailoverStatus) -> Option<Duration> {
+    let last: jiff::Timestamp = st.last_sync_time.as_deref()?.parse().ok()?;
+    Duration::try_from(jiff::Timestamp::now().duration_since(last)).ok()
+}
+
+fn is_fresh(st: &LeaseFailoverStatus, interval: Duration) -> bool {
+    age(st).is_some_and(|a| a < interval)
+}
+
+fn remaining(st: &LeaseFailoverStatus, interval: Duration) -> Duration {
+    interval
+        .saturating_sub(age(st).unwrap_or_default())
+        .max(Duration::from_secs(1))
+}
