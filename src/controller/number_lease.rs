@@ -648,7 +648,18 @@ async fn note_transient(nl: &NumberLease, api: &Api<NumberLease>, err: &Error) {
         reason,
         message: format!("{err}; retrying with backoff"),
     };
-    if let Err(e) = write(nl, api, base_status(&old), &phase).await {
+    // Build on a fresh read: this reconcile may have written status (createRequestedAt) that
+    // the cached object does not show yet, and dropping it would forget an in-flight create.
+    let fresh = match api.get_opt(&nl.name_any()).await {
+        Ok(Some(f)) if f.uid() == nl.uid() => f,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not re-read the object to record a transient failure");
+            return;
+        }
+    };
+    let base = base_status(&fresh.status.clone().unwrap_or_default());
+    if let Err(e) = write(&fresh, api, base, &phase).await {
         tracing::debug!(error = %e, "could not record a transient failure in status");
     }
 }

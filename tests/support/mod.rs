@@ -207,3 +207,305 @@ pub fn log_dir() -> PathBuf {
 pub fn read_to_string(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The token the e2e sandbox accepts as the operator's default account.
+pub const TOKEN: &str = "contiguity_sk_e2e_default_token_0123456789";
+/// A second account's token.
+pub const OTHER_TOKEN: &str = "contiguity_sk_e2e_other_account_9876543210";
+
+/// One e2e scenario: a namespace on the shared control plane, an in-process sandbox and the
+/// operator binary watching that namespace.
+pub struct Env {
+    pub ns: String,
+    pub client: kube::Client,
+    pub sandbox: contiguity_operator::sandbox::SandboxHandle,
+    pub operator: Option<Operator>,
+    pub extra_namespaces: Vec<String>,
+}
+
+/// Options of the operator process.
+#[derive(Clone, Debug)]
+pub struct OperatorOpts {
+    pub resync: &'static str,
+    pub extra_args: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
+    pub token: Option<String>,
+}
+
+impl Default for OperatorOpts {
+    fn default() -> Self {
+        Self {
+            resync: "10m",
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
+            token: Some(TOKEN.to_string()),
+        }
+    }
+}
+
+/// The operator binary as a child process; killed (SIGKILL) when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Operator {
+    /// Starts the operator binary with `args` and `env` (plus KUBECONFIG and a metrics port).
+    pub fn start(name: &str, args: Vec<String>, mut env: Vec<(String, String)>) -> Operator {
+        let cp = control_plane();
+        let metrics_port = free_port();
+        env.push(("KUBECONFIG".into(), cp.info.kubeconfig.display().to_string()));
+        env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{metrics_port}")));
+        let log = log_dir().join(format!("{name}-{}.log", rand::random::<u32>()));
+        let mut op = Operator {
+            child: spawn_operator(&args, &env, &log),
+            log,
+            metrics_port,
+            args,
+            env,
+        };
+        op.metrics_port = metrics_port;
+        op
+    }
+
+    /// SIGKILLs the process (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (graceful shutdown); returns the exit status after at most `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Starts the same command again (after [`Operator::kill`]).
+    pub fn restart(&mut self) {
+        self.child = spawn_operator(&self.args, &self.env, &self.log);
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the process logged so far.
+    pub fn logs(&self) -> String {
+        read_to_string(&self.log)
+    }
+
+    /// GETs a path of the metrics/health server.
+    pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        contiguity_operator::contiguity::install_crypto_provider();
+        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
+        let resp = reqwest::get(&url).await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.ok()?))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_operator(args: &[String], env: &[(String, String)], log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open operator log");
+    let err = file.try_clone().expect("clone log handle");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_contiguity-operator"));
+    cmd.arg("run").args(args).stdout(file).stderr(err);
+    cmd.env("RUST_LOG", "info,contiguity_operator=debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start the operator binary")
+}
+
+impl Env {
+    /// A namespace, a sandbox with the default accounts, and the operator watching the namespace.
+    pub async fn start(prefix: &str) -> Env {
+        Self::start_with(prefix, OperatorOpts::default(), 0).await
+    }
+
+    /// Like [`Env::start`] with operator options and `extra` more namespaces watched.
+    pub async fn start_with(prefix: &str, opts: OperatorOpts, extra: usize) -> Env {
+        use contiguity_operator::sandbox::{Sandbox, SandboxConfig};
+        let cp = control_plane();
+        let ns = cp.namespace(prefix).await;
+        let mut extra_namespaces = Vec::new();
+        for i in 0..extra {
+            extra_namespaces.push(cp.namespace(&format!("{prefix}-{i}")).await);
+        }
+        let mut cfg = SandboxConfig::with_tokens([TOKEN, OTHER_TOKEN]);
+        cfg.inventory.count = 50;
+        cfg.seed = 7;
+        let sandbox = Sandbox::start(cfg, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("start sandbox");
+        let mut env = Env {
+            ns,
+            client: cp.client().await,
+            sandbox,
+            operator: None,
+            extra_namespaces,
+        };
+        env.start_operator(opts);
+        env
+    }
+
+    /// The watched namespaces, comma-separated.
+    pub fn namespaces(&self) -> String {
+        std::iter::once(self.ns.clone())
+            .chain(self.extra_namespaces.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// (Re)starts the operator with `opts`.
+    pub fn start_operator(&mut self, opts: OperatorOpts) {
+        let mut env = vec![
+            ("CONTIGUITY_BASE_URL".to_string(), self.sandbox.base_url()),
+            ("WATCH_NAMESPACES".to_string(), self.namespaces()),
+            ("RESYNC_INTERVAL".to_string(), opts.resync.to_string()),
+            ("BACKOFF_BASE".to_string(), "200ms".to_string()),
+            ("BACKOFF_MAX".to_string(), "3s".to_string()),
+            ("CONTIGUITY_TIMEOUT".to_string(), "3s".to_string()),
+            ("CONTIGUITY_RATE_LIMIT".to_string(), "200".to_string()),
+            ("CONTIGUITY_RATE_BURST".to_string(), "200".to_string()),
+        ];
+        if let Some(t) = &opts.token {
+            env.push(("CONTIGUITY_TOKEN".to_string(), t.clone()));
+        }
+        env.extend(opts.extra_env.iter().cloned());
+        self.operator = None;
+        self.operator = Some(Operator::start(&self.ns, opts.extra_args.clone(), env));
+    }
+
+    /// The operator process.
+    pub fn operator(&mut self) -> &mut Operator {
+        self.operator.as_mut().expect("operator running")
+    }
+
+    /// NumberLeases of namespace `ns`.
+    pub fn leases_in(&self, ns: &str) -> kube::Api<contiguity_operator::crd::NumberLease> {
+        kube::Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// NumberLeases of the main namespace.
+    pub fn leases(&self) -> kube::Api<contiguity_operator::crd::NumberLease> {
+        self.leases_in(&self.ns)
+    }
+
+    /// LeaseFailovers of the main namespace.
+    pub fn failovers(&self) -> kube::Api<contiguity_operator::crd::LeaseFailover> {
+        kube::Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// `n` numbers of the sandbox inventory that are available, distinct per call site `offset`.
+    pub fn numbers(&self, n: usize) -> Vec<String> {
+        let mut all = self.sandbox.state().available_numbers();
+        all.sort();
+        all.into_iter().take(n).collect()
+    }
+
+    /// Applies a manifest (YAML or JSON) with kubectl in the main namespace.
+    pub fn kubectl_apply(&self, manifest: &str) -> std::process::Output {
+        control_plane().kubectl_stdin(&["apply", "-n", &self.ns, "-f", "-"], manifest)
+    }
+}
+
+/// Creates a NumberLease from a JSON spec.
+pub async fn create_lease(
+    api: &kube::Api<contiguity_operator::crd::NumberLease>,
+    name: &str,
+    spec: serde_json::Value,
+) -> contiguity_operator::crd::NumberLease {
+    let nl: contiguity_operator::crd::NumberLease = serde_json::from_value(serde_json::json!({
+        "apiVersion": "contiguity.com/v1alpha1",
+        "kind": "NumberLease",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("NumberLease");
+    api.create(&kube::api::PostParams::default(), &nl)
+        .await
+        .expect("create NumberLease")
+}
+
+/// Waits until `check` holds for the named object, returning it.
+pub async fn wait_obj<K, F>(api: &kube::Api<K>, name: &str, what: &str, timeout: Duration, check: F) -> K
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            if check(&obj) {
+                return obj;
+            }
+            last = Some(obj);
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {name} to be {what}; last seen: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status of condition `kind` and its reason.
+pub fn condition(conditions: &[contiguity_operator::crd::Condition], kind: &str) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The NumberLease's Ready condition as (status, reason).
+pub fn nl_ready(nl: &contiguity_operator::crd::NumberLease) -> Option<(String, String)> {
+    nl.status.as_ref().and_then(|s| condition(&s.conditions, "Ready"))
+}
+
+/// True when Ready=True for the current generation.
+pub fn nl_is_ready(nl: &contiguity_operator::crd::NumberLease) -> bool {
+    nl.status.as_ref().is_some_and(|s| {
+        s.observed_generation == nl.metadata.generation
+            && condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
+    })
+}
+
+/// True when Stalled=True with `reason`.
+pub fn nl_stalled(nl: &contiguity_operator::crd::NumberLease, reason: &str) -> bool {
+    nl.status
+        .as_ref()
+        .and_then(|s| condition(&s.conditions, "Stalled"))
+        .is_some_and(|(st, r)| st == "True" && r == reason)
+}
