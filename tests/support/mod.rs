@@ -509,3 +509,34 @@ pub fn nl_stalled(nl: &contiguity_operator::crd::NumberLease, reason: &str) -> b
         .and_then(|s| condition(&s.conditions, "Stalled"))
         .is_some_and(|(st, r)| st == "True" && r == reason)
 }
+
+/// Creates a LeaseFailover from a JSON spec.
+pub async fn create_failover(
+    api: &kube::Api<contiguity_operator::crd::LeaseFailover>,
+    name: &str,
+    spec: serde_json::Value,
+) -> contiguity_operator::crd::LeaseFailover {
+    let lf: contiguity_operator::crd::LeaseFailover = serde_json::from_value(serde_json::json!({
+        "apiVersion": "contiguity.com/v1alpha1",
+        "kind": "LeaseFailover",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("LeaseFailover");
+    api.create(&kube::api::PostParams::default(), &lf)
+        .await
+        .expect("create LeaseFailover")
+}
+
+/// The LeaseFailover's Ready condition as (status, reason).
+pub fn lf_ready(lf: &contiguity_operator::crd::LeaseFailover) -> Option<(String, String)> {
+    lf.status.as_ref().and_then(|s| condition(&s.conditions, "Ready"))
+}
+
+/// True when the LeaseFailover is Ready for its current generation.
+pub fn lf_is_ready(lf: &contiguity_operator::crd::LeaseFailover) -> bool {
+    lf.status.as_ref().is_some_and(|s| {
+        s.observed_generation == lf.metadata.generation
+            && condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
+    })
+}
