@@ -606,3 +606,37 @@ async fn a_crash_during_termination_still_terminates_once_and_finishes() {
     let rows: Vec<_> = s.leases().into_iter().filter(|l| l.number == number).collect();
     assert_eq!(rows.len(), 1, "exactly one lease existed: {rows:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_reported_lost() {
+    let env = Env::start_with(
+        "nl-expired",
+        OperatorOpts {
+            resync: "2s",
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    let number = env.numbers(1).remove(0);
+    create_lease(&env.leases(), "exp", json!({"number": number})).await;
+    wait_obj(&env.leases(), "exp", "Ready", T, nl_is_ready).await;
+    env.sandbox.state().expire(&number).expect("expire");
+    wait_obj(&env.leases(), "exp", "LeaseLost", T, |nl| nl_stalled(nl, "LeaseLost")).await;
+    assert_eq!(env.sandbox.state().count_op(Operation::Create), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_reply_is_recognised_without_a_crash() {
+    let env = Env::start("nl-lost-reply").await;
+    let number = env.numbers(1).remove(0);
+    env.sandbox.state().lose_next_reply(Operation::Create, 1);
+    create_lease(&env.leases(), "lr", json!({"number": number})).await;
+    let nl = wait_obj(&env.leases(), "lr", "Ready", T, nl_is_ready).await;
+    let s = env.sandbox.state();
+    assert_eq!(s.count_op(Operation::Create), 1);
+    assert_eq!(
+        nl.status.and_then(|s| s.origin),
+        Some(contiguity_operator::crd::LeaseOrigin::Created)
+    );
+}

@@ -40,6 +40,8 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Stalled: the account does not lease the target number.
     pub const NUMBER_NOT_LEASED: &str = "NumberNotLeased";
+    /// Stalled: the target number belongs to a NumberLease in another namespace.
+    pub const NUMBER_OWNED_ELSEWHERE: &str = "NumberOwnedElsewhere";
     /// Stalled: Contiguity rejected the token.
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     /// Stalled: Contiguity refused the configuration.
@@ -171,6 +173,20 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
     };
     let mut st = base_status(&old);
     st.number = Some(number.clone());
+    // Tenancy: a namespace may only configure numbers that no other namespace's
+    // NumberLease declares.
+    if let Some(owner) = ctx
+        .all_leases()
+        .filter(|nl| nl.spec.number == number && nl.namespace().as_deref() != Some(ns.as_str()))
+        .min_by_key(|nl| (nl.metadata.creation_timestamp.clone(), nl.uid()))
+    {
+        let message = format!(
+            "number {number} is declared by NumberLease {}/{} in another namespace; a LeaseFailover may only configure numbers of its own namespace",
+            owner.namespace().unwrap_or_default(),
+            owner.name_any()
+        );
+        return stall(lf, api, ctx, st, reason::NUMBER_OWNED_ELSEWHERE, message).await;
+    }
     if let Some(owner) = older_claimant(lf, &number, ctx) {
         let message = format!(
             "failover of {number} is already configured by the older LeaseFailover {}/{}",
@@ -373,7 +389,7 @@ async fn stall(
             .await;
     }
     write(lf, api, st, &Phase::Stalled { reason, message }).await?;
-    if reason != reason::FAILOVER_CLAIMED {
+    if reason != reason::FAILOVER_CLAIMED && reason != reason::NUMBER_OWNED_ELSEWHERE {
         let ns = lf.namespace().unwrap_or_default();
         let secret = match resolve_target(lf, ctx) {
             Target::Number { secret, .. } => secret,

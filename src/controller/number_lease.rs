@@ -230,7 +230,10 @@ async fn verify_known_lease(
     }
     let origin = old.origin.unwrap_or(LeaseOrigin::Created);
     match record {
-        Some(rec) if rec.lease_id == old.lease_id || origin == LeaseOrigin::Observed => {
+        Some(rec)
+            if (rec.lease_id == old.lease_id || origin == LeaseOrigin::Observed)
+                && lease_is_live(rec.lease_status.as_ref()) =>
+        {
             record_lease(nl, api, ctx, old, &rec, origin).await
         }
         _ => lease_lost(nl, api, ctx, old).await,
@@ -503,6 +506,12 @@ async fn cleanup(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Res
         .filter(|o| o.spec.number == nl.spec.number && o.uid() != nl.uid())
     {
         ctx.requeue_lease(ObjectRef::from_obj(&*other));
+    }
+    for lf in ctx
+        .all_failovers()
+        .filter(|lf| lf.spec.number.as_deref() == Some(nl.spec.number.as_str()))
+    {
+        ctx.requeue_failover(ObjectRef::from_obj(&*lf));
     }
     Ok(action)
 }

@@ -230,6 +230,8 @@ pub struct OperatorOpts {
     pub extra_args: Vec<String>,
     pub extra_env: Vec<(String, String)>,
     pub token: Option<String>,
+    /// How many numbers the sandbox inventory holds.
+    pub sandbox_numbers: usize,
 }
 
 impl Default for OperatorOpts {
@@ -239,6 +241,7 @@ impl Default for OperatorOpts {
             extra_args: Vec::new(),
             extra_env: Vec::new(),
             token: Some(TOKEN.to_string()),
+            sandbox_numbers: 50,
         }
     }
 }
@@ -364,7 +367,7 @@ impl Env {
             extra_namespaces.push(cp.namespace(&format!("{prefix}-{i}")).await);
         }
         let mut cfg = SandboxConfig::with_tokens([TOKEN, OTHER_TOKEN]);
-        cfg.inventory.count = 50;
+        cfg.inventory.count = opts.sandbox_numbers;
         cfg.seed = 7;
         let sandbox = Sandbox::start(cfg, "127.0.0.1:0".parse().expect("addr"))
             .await
