@@ -69,8 +69,11 @@ pub struct Context {
 /// error is not retried until the spec or the Secret changes.
 #[derive(Default)]
 pub struct StallMemo {
-    entries: Mutex<HashMap<String, (Option<i64>, Option<String>)>>,
+    entries: Mutex<HashMap<String, StalledOn>>,
 }
+
+/// The generation and Secret resourceVersion a resource stalled on.
+type StalledOn = (Option<i64>, Option<String>);
 
 impl StallMemo {
     /// Records that `key` stalled at `generation` with the Secret at `secret_version`.

@@ -28,8 +28,11 @@ pub struct Credentials {
     client: kube::Client,
     default_token: Option<ApiToken>,
     secrets: Vec<Store<PartialObjectMeta<Secret>>>,
-    cache: Mutex<HashMap<(String, String, String), (String, ApiToken)>>,
+    cache: Mutex<HashMap<SecretKey, (String, ApiToken)>>,
 }
+
+/// Namespace, Secret name and key.
+type SecretKey = (String, String, String);
 
 impl Credentials {
     /// `secrets` are the metadata stores of the watched namespaces' Secrets.

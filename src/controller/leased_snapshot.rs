@@ -20,8 +20,11 @@ pub struct Snapshot {
 /// Shared listings, one per token fingerprint.
 #[derive(Default)]
 pub struct LeasedSnapshots {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
+
+/// The latest listing of one token, behind a lock that makes concurrent callers share a fetch.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
 
 impl LeasedSnapshots {
     /// A listing for `client`'s token no older than `max_age` and fetched after `not_before`

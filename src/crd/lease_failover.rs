@@ -1,5 +1,8 @@
 //! The `LeaseFailover` resource: a leased number configured as a failover target.
 
+// Each `printcolumn(...)` repeats keys such as `type_`; clippy reads them as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use super::condition::{Condition, conditions_schema};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -1,5 +1,8 @@
 //! The `NumberLease` resource: one phone number leased from Contiguity.
 
+// Each `printcolumn(...)` repeats keys such as `type_`; clippy reads them as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use super::condition::{Condition, conditions_schema};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
