@@ -107,6 +107,22 @@ impl Context {
         Ok(self.pool.client(token)?)
     }
 
+    /// True once every NumberLease and LeaseFailover cache has its initial list. Ownership
+    /// checks ("is there an older claimant?", "does the referenced lease exist?") are only
+    /// sound on complete caches, and right after a start the watches are still listing. This
+    /// never blocks: the caches are fed by the controllers' own streams, which a reconcile
+    /// waiting here would hold up.
+    pub fn caches_ready(&self) -> bool {
+        use futures::FutureExt;
+        self.leases
+            .iter()
+            .all(|s| matches!(s.wait_until_ready().now_or_never(), Some(Ok(()))))
+            && self
+                .failovers
+                .iter()
+                .all(|s| matches!(s.wait_until_ready().now_or_never(), Some(Ok(()))))
+    }
+
     /// Queues a NumberLease for reconcile.
     pub fn requeue_lease(&self, r: ObjectRef<NumberLease>) {
         self.lease_requeue.send(r);

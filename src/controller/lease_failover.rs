@@ -51,6 +51,9 @@ pub mod reason {
 /// Reconciles one LeaseFailover.
 pub async fn reconcile(lf: Arc<LeaseFailover>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    if !ctx.caches_ready() {
+        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+    }
     let ns = lf
         .namespace()
         .ok_or_else(|| Error::InvalidObject("LeaseFailover without namespace".into()))?;
@@ -297,13 +300,7 @@ async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
             ctx.requeue_failover(ObjectRef::from_obj(&*other));
         }
     };
-    let status = lf.status.clone().unwrap_or_default();
-    // Only the owner ever applied a configuration; nothing to reset otherwise.
-    let (Some(applied), Some(number)) = (status.applied, status.number) else {
-        release(ctx);
-        return Ok(Action::await_change());
-    };
-    if !applied.enabled {
+    if !may_have_enabled(lf) {
         release(ctx);
         return Ok(Action::await_change());
     }
@@ -312,6 +309,16 @@ async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
         release(ctx);
         return Ok(Action::await_change());
     }
+    let status = lf.status.clone().unwrap_or_default();
+    let number = status
+        .number
+        .or_else(|| lf.spec.number.clone())
+        .or_else(|| referenced_lease(lf, ctx).and_then(|nl| nl.status.clone().and_then(|s| s.number)));
+    let Some(number) = number else {
+        // The target never resolved, so nothing was configured.
+        release(ctx);
+        return Ok(Action::await_change());
+    };
     let secret = match resolve_target(lf, ctx) {
         Target::Number { secret, .. } => secret,
         Target::NotReady(_) => referenced_lease(lf, ctx).and_then(|nl| nl.spec.credentials_secret_ref.clone()),
@@ -340,6 +347,23 @@ async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
     ctx.snapshots.invalidate(&client);
     release(ctx);
     Ok(Action::await_change())
+}
+
+/// Whether this LeaseFailover may have enabled failover at Contiguity. A configure whose
+/// outcome was never recorded (a crash, a lost reply) counts as possibly applied, so deleting
+/// the resource disables failover rather than leaving it on.
+pub fn may_have_enabled(lf: &LeaseFailover) -> bool {
+    let status = lf.status.clone().unwrap_or_default();
+    let never_owner = is_true(&status.conditions, ConditionType::Stalled)
+        && matches!(
+            reason_of(&status.conditions, ConditionType::Stalled),
+            Some(reason::FAILOVER_CLAIMED) | Some(reason::NUMBER_OWNED_ELSEWHERE)
+        )
+        && status.applied.is_none();
+    if never_owner {
+        return false;
+    }
+    status.applied.as_ref().is_some_and(|a| a.enabled) || lf.spec.enabled
 }
 
 fn ready_phase(number: &str, desired: &AppliedFailover) -> Phase {

@@ -74,6 +74,9 @@ pub mod reason {
 /// Reconciles one NumberLease.
 pub async fn reconcile(nl: Arc<NumberLease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    if !ctx.caches_ready() {
+        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+    }
     let ns = nl
         .namespace()
         .ok_or_else(|| Error::InvalidObject("NumberLease without namespace".into()))?;
