@@ -79,13 +79,29 @@ fn chart() -> PathBuf {
     repo_root().join("charts/contiguity-operator")
 }
 
-/// A scratch directory under target/packaging/.
+/// This process's scratch directory, target/packaging/runs/PID/. Directories of test processes
+/// that are gone are removed on first use (they hold a few small files each).
+fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let runs = repo_root().join("target/packaging/runs");
+        if let Ok(entries) = std::fs::read_dir(&runs) {
+            for e in entries.flatten() {
+                let pid = e.file_name().to_string_lossy().into_owned();
+                if !Path::new("/proc").join(&pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = runs.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("create target/packaging/runs/PID");
+        dir
+    })
+}
+
+/// A new scratch directory.
 fn scratch(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/packaging").join(format!(
-        "{name}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let dir = run_dir().join(format!("{name}-{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
@@ -1399,6 +1415,8 @@ async fn lease_outside_the_cluster(sandbox: &SandboxHandle, number: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_with_the_chart_identity_in_namespaced_mode_runs_the_examples_and_reports_health() {
+    // Build (or find) the kstatus program while the operator works.
+    std::thread::spawn(kstatus_binary);
     let cp = control_plane();
     let client = cp.client().await;
     let rel_ns = cp.namespace("pkg-ns-rel").await;
