@@ -621,23 +621,40 @@ async fn rendered_chart_passes_a_server_side_dry_run() {
         ("every optional object", ALL_FEATURES.to_vec()),
     ];
     for (what, sets) in modes {
-        let mut args = vec!["template", "dry", "--namespace", ns.as_str(), "--include-crds"];
-        let chart = chart();
-        args.insert(2, chart.to_str().expect("utf-8"));
-        let sets = set_args(&sets);
-        args.extend(sets.iter().map(String::as_str));
-        let manifest = must(helm(&args, false), "helm template");
-        let out = kubectl_in(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &manifest);
-        let stdout = must(out.clone(), &format!("server-side dry-run ({what})"));
-        let stderr = text(&out.stderr);
-        // A PodSecurity violation of the restricted profile would be a warning here.
-        assert!(!stderr.contains("Warning"), "{what}: {stderr}");
-        let objs = docs(&manifest);
-        assert_eq!(
-            stdout.lines().filter(|l| l.contains("(server dry run)")).count(),
-            objs.len(),
-            "{what}: every object passed the dry run:\n{stdout}"
-        );
+        // `kubectl apply` (client-side, as most people pipe a render) and server-side apply with
+        // the CRDs included (client-side apply would warn about the CRDs that the test harness
+        // installed server-side).
+        for server_side in [false, true] {
+            let chart = chart();
+            let mut args = vec![
+                "template",
+                "dry",
+                chart.to_str().expect("utf-8"),
+                "--namespace",
+                ns.as_str(),
+            ];
+            if server_side {
+                args.push("--include-crds");
+            }
+            let sets = set_args(&sets);
+            args.extend(sets.iter().map(String::as_str));
+            let manifest = must(helm(&args, false), "helm template");
+            let mut apply = vec!["apply", "--dry-run=server", "-f", "-"];
+            if server_side {
+                apply.insert(1, "--server-side");
+            }
+            let out = kubectl_in(&apply, &manifest);
+            let stdout = must(out.clone(), &format!("{apply:?} ({what})"));
+            let stderr = text(&out.stderr);
+            // A PodSecurity violation of the restricted profile would be a warning here.
+            assert!(!stderr.contains("Warning"), "{what}: {stderr}");
+            let objs = docs(&manifest);
+            assert_eq!(
+                stdout.lines().filter(|l| l.contains("(server dry run)")).count(),
+                objs.len(),
+                "{what}: every object passed the dry run:\n{stdout}"
+            );
+        }
     }
 }
 
