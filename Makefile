@@ -23,6 +23,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 
 generate: ## Regenerate crds/, the chart's crds/ and docs/crds.md from src/crd
 	$(CARGO) run --quiet --locked --bin contiguity-operator -- crdgen --out crds --chart-out charts/contiguity-operator/crds --docs-out docs/crds.md
+	bash deploy/generate.sh
 
 tools: ## Build (or reuse) the test control plane and helm from Go modules
 	@bash tests/control-plane/build.sh
@@ -31,7 +32,7 @@ build: ## Build the release binaries
 	$(CARGO) build --release --locked --bins
 
 bench: tools ## Converge benchmark against the API server's own floor (figures printed, never asserted)
-	$(CARGO) run --release --locked --bin bench -- $(BENCH_ARGS)
+	$(CARGO) bench --bench converge -- $(BENCH_ARGS)
 
 bench-sandbox: ## Throughput of the Contiguity sandbox on loopback
 	$(CARGO) run --release --locked --bin bench-sandbox

@@ -86,9 +86,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    let standby = Arc::new(AtomicBool::new(false));
     let health = HealthState {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        standby: standby.clone(),
     };
     let server = tokio::spawn(server::serve(args.metrics_addr, health, stopped()));
 
@@ -113,10 +115,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             &identity,
             args.leader_election_lease_duration,
         ));
+        standby.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::select! {
             _ = elector.acquire() => {}
             _ = stopped() => return Ok(()),
         }
+        standby.store(false, std::sync::atomic::Ordering::SeqCst);
         let holder = elector.clone();
         let lost_tx = stop_tx.clone();
         tokio::spawn(async move {

@@ -17,6 +17,8 @@ pub struct HealthState {
     pub metrics: Arc<Metrics>,
     /// True once the CRDs were found and the controllers run.
     pub ready: Arc<AtomicBool>,
+    /// True while this replica waits for the leader-election Lease (healthy, not reconciling).
+    pub standby: Arc<AtomicBool>,
 }
 
 /// The router of the endpoints.
@@ -59,6 +61,9 @@ async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
 async fn readyz(State(state): State<HealthState>) -> impl IntoResponse {
     if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ok")
+    } else if state.standby.load(Ordering::SeqCst) {
+        // A standby replica is ready to take over: reporting it unready would stall rollouts.
+        (StatusCode::OK, "standby: waiting for the leader-election lease")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "controllers not running")
     }

@@ -128,17 +128,28 @@ where
     Ok(())
 }
 
-/// The current time as RFC 3339 with second precision.
+/// The current time as RFC 3339 with second precision, truncated (never rounded up: a
+/// timestamp up to half a second in the future made a just-written `lastSyncTime` look
+/// not fresh, which cost a drift check per reconcile in that window).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
+    let now = jiff::Timestamp::now();
+    let second = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Trunc);
+    now.round(second).unwrap_or(now).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_never_in_the_future() {
+        for _ in 0..50 {
+            let written: jiff::Timestamp = now_rfc3339().parse().expect("RFC 3339");
+            assert!(written <= jiff::Timestamp::now());
+        }
+    }
 
     #[test]
     fn ready_phase_sets_kstatus_triple() {

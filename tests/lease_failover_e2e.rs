@@ -303,3 +303,53 @@ async fn two_failovers_for_one_number_leave_one_stalled() {
     );
     assert_eq!(env.sandbox.state().count_op(Operation::Configure), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_lease_keeps_no_failover_once_its_failover_is_deleted() {
+    let env = Env::start("lf-retain").await;
+    let number = env.numbers(1).remove(0);
+    create_lease(
+        &env.leases(),
+        "target",
+        json!({"number": number, "deletionPolicy": "Retain"}),
+    )
+    .await;
+    wait_obj(&env.leases(), "target", "Ready", T, nl_is_ready).await;
+    create_failover(
+        &env.failovers(),
+        "fo",
+        json!({"leaseRef": {"name": "target"}, "enabled": true}),
+    )
+    .await;
+    wait_obj(&env.failovers(), "fo", "Ready", T, lf_is_ready).await;
+    // The NumberLease goes first; its lease lives on at Contiguity.
+    env.leases()
+        .delete("target", &DeleteParams::default())
+        .await
+        .expect("delete lease");
+    let api = env.leases();
+    wait_for("lease resource deleted", T, || {
+        let api = api.clone();
+        async move { api.get_opt("target").await.ok().flatten().is_none().then_some(()) }
+    })
+    .await;
+    env.failovers()
+        .delete("fo", &DeleteParams::default())
+        .await
+        .expect("delete failover");
+    let api = env.failovers();
+    wait_for("failover deleted", T, || {
+        let api = api.clone();
+        async move { api.get_opt("fo").await.ok().flatten().is_none().then_some(()) }
+    })
+    .await;
+    let lease = env
+        .sandbox
+        .state()
+        .current_lease(&number)
+        .expect("the retained lease lives on");
+    assert!(
+        lease.failover.is_some_and(|f| !f.enabled),
+        "failover left enabled on a retained lease"
+    );
+}

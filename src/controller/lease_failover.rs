@@ -146,17 +146,32 @@ fn resolve_target(lf: &LeaseFailover, ctx: &Context) -> Target {
 
 /// The older LeaseFailover (any watched namespace) that targets the same number, if any.
 fn older_claimant(lf: &LeaseFailover, number: &str, ctx: &Context) -> Option<Arc<LeaseFailover>> {
-    let mine = (lf.metadata.creation_timestamp.clone(), lf.uid());
+    let mine = claim_rank(lf, number);
     ctx.all_failovers()
         .filter(|o| o.uid() != lf.uid())
         .filter(|o| match resolve_target(o, ctx) {
             Target::Number { number: n, .. } => n == number,
             Target::NotReady(_) => false,
         })
-        .filter(|o| (o.metadata.creation_timestamp.clone(), o.uid()) < mine)
-        .min_by(|a, b| {
-            (a.metadata.creation_timestamp.clone(), a.uid()).cmp(&(b.metadata.creation_timestamp.clone(), b.uid()))
-        })
+        .filter(|o| claim_rank(o, number) < mine)
+        .min_by_key(|o| claim_rank(o, number))
+}
+
+/// Orders the claimants of one number: the one that has applied a configuration to it first,
+/// then the oldest, then by uid (creation timestamps have one-second precision).
+fn claim_rank(
+    lf: &LeaseFailover,
+    number: &str,
+) -> (
+    bool,
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    Option<String>,
+) {
+    let applied = lf
+        .status
+        .as_ref()
+        .is_some_and(|s| s.applied.is_some() && s.number.as_deref() == Some(number));
+    (!applied, lf.metadata.creation_timestamp.clone(), lf.uid())
 }
 
 async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> Result<Action, Error> {
@@ -304,11 +319,8 @@ async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
         release(ctx);
         return Ok(Action::await_change());
     }
-    if lf.spec.lease_ref.is_some() && referenced_lease(lf, ctx).is_none() {
-        // The lease is already gone (its own deletion disabled failover first).
-        release(ctx);
-        return Ok(Action::await_change());
-    }
+    // Even when the NumberLease is gone the lease may live on (deletionPolicy Retain):
+    // Contiguity answers 404 below when the lease is really gone.
     let status = lf.status.clone().unwrap_or_default();
     let number = status
         .number

@@ -28,7 +28,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, reflector::reflector, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector::reflector, watcher};
 use kube::{Resource, ResourceExt};
 use leased_snapshot::LeasedSnapshots;
 use std::future::Future;
@@ -106,11 +106,19 @@ pub async fn run(
         let secret_api: Api<PartialObjectMeta<Secret>> = scoped_meta(&client, scope);
 
         let (nl_reader, nl_writer) = reflector::store();
+        // Only spec (generation; deletion bumps it too) and finalizer changes trigger a
+        // reconcile: the operator's own status writes would otherwise re-run the reconcile on
+        // a cache that may not show the last write yet (a second lookup and status write).
+        // The cache itself still sees every change; resyncs and retries are requeues.
         let nl_stream = reflector(
             nl_writer,
             watcher(nl_api.clone(), wc.clone()).default_backoff().modify(strip),
         )
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            PredicateConfig::default(),
+        );
         let (lf_reader, lf_writer) = reflector::store();
         let lf_stream =
             reflector(lf_writer, watcher(lf_api, wc.clone()).default_backoff().modify(strip)).applied_objects();

@@ -122,13 +122,30 @@ fn object_key(nl: &NumberLease) -> String {
 
 /// The older NumberLease (any watched namespace) that declares the same number, if any.
 fn older_claimant(nl: &NumberLease, ctx: &Context) -> Option<Arc<NumberLease>> {
-    let mine = (nl.metadata.creation_timestamp.clone(), nl.uid());
+    let mine = claim_rank(nl);
     ctx.all_leases()
         .filter(|o| o.spec.number == nl.spec.number && o.uid() != nl.uid())
-        .filter(|o| (o.metadata.creation_timestamp.clone(), o.uid()) < mine)
-        .min_by(|a, b| {
-            (a.metadata.creation_timestamp.clone(), a.uid()).cmp(&(b.metadata.creation_timestamp.clone(), b.uid()))
-        })
+        .filter(|o| claim_rank(o) < mine)
+        .min_by_key(|o| claim_rank(o))
+}
+
+/// Orders the claimants of one number: a resource that already holds (or is creating) the
+/// lease first, then the oldest, then by uid. Creation timestamps have one-second precision,
+/// so without the first key two resources made in the same second could swap ownership
+/// after one of them had leased the number.
+fn claim_rank(
+    nl: &NumberLease,
+) -> (
+    bool,
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    Option<String>,
+) {
+    let busy = holds_lease(nl)
+        || nl
+            .status
+            .as_ref()
+            .is_some_and(|s| s.create_requested_at.is_some() && s.number.as_deref() == Some(nl.spec.number.as_str()));
+    (!busy, nl.metadata.creation_timestamp.clone(), nl.uid())
 }
 
 /// True when the status records a lease of the declared number held through this resource.
