@@ -15,7 +15,7 @@ demo-down: ## Stop everything `make demo` started
 	@bash hack/demo.sh down
 
 test: tools ## Run every test (unit, client/sandbox, CRD drift, e2e on the real control plane)
-	$(CARGO) test --all-targets --locked
+	$(CARGO) test --all-targets --locked --no-fail-fast
 
 lint: ## cargo fmt --check and clippy with warnings denied
 	$(CARGO) fmt --all -- --check

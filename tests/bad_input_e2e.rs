@@ -220,7 +220,7 @@ async fn invalid_manifests_are_refused_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_but_valid_manifests_stall_with_a_clear_reason() {
     let mut env = Env::start("impossible").await;
-    let nums = env.numbers(2);
+    let nums = env.numbers(3);
     // Leased by another account.
     {
         contiguity_operator::contiguity::install_crypto_provider();
@@ -275,7 +275,7 @@ async fn impossible_but_valid_manifests_stall_with_a_clear_reason() {
     };
     no_token.extra_env.push(("CONTIGUITY_TOKEN".into(), String::new()));
     env.start_operator(no_token);
-    create_lease(&env.leases(), "notoken", json!({"number": nums[1]})).await;
+    create_lease(&env.leases(), "notoken", json!({"number": nums[2]})).await;
     wait_obj(&env.leases(), "notoken", "NoCredentials", T, |nl| {
         nl_stalled(nl, "NoCredentials")
     })
