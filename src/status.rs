@@ -109,7 +109,8 @@ pub fn reason_of(conditions: &[Condition], kind: ConditionType) -> Option<&str> 
 }
 
 /// Writes `status` to the status subresource of `obj` by server-side apply.
-pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+/// Returns the resourceVersion of the object after the write.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<Option<String>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
@@ -119,13 +120,58 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    Ok(written.meta().resource_version.clone())
+}
+
+/// Remembers the resourceVersion of each object's last status write by this process, so a
+/// reconcile triggered by an older watch event (the cache has not caught up with our own
+/// write yet) can wait for the newer event instead of acting on stale status.
+#[derive(Default)]
+pub struct WriteMemo {
+    written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl WriteMemo {
+    /// Records a write to the object with `uid`.
+    pub fn wrote(&self, uid: Option<String>, resource_version: Option<String>) {
+        let (Some(uid), Some(rv)) = (uid, resource_version.and_then(|v| v.parse::<u64>().ok())) else {
+            return;
+        };
+        if let Ok(mut m) = self.written.lock() {
+            m.insert(uid, rv);
+        }
+    }
+
+    /// True when `obj` is older than this process's last status write to it. resourceVersions
+    /// are opaque in general; they are etcd revisions here, and when one does not parse as a
+    /// number the object is taken as current.
+    pub fn is_stale<K: Resource>(&self, obj: &K) -> bool {
+        let Some(uid) = obj.meta().uid.as_ref() else {
+            return false;
+        };
+        let Some(seen) = obj.meta().resource_version.as_ref().and_then(|v| v.parse::<u64>().ok()) else {
+            return false;
+        };
+        self.written
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).copied())
+            .is_some_and(|w| seen < w)
+    }
+
+    /// Forgets an object (it is being deleted).
+    pub fn forget(&self, uid: Option<&str>) {
+        if let (Some(uid), Ok(mut m)) = (uid, self.written.lock()) {
+            m.remove(uid);
+        }
+    }
 }
 
 /// The current time as RFC 3339 with second precision, truncated (never rounded up: a

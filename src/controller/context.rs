@@ -59,6 +59,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Resources stalled on a permanent error, with what they were stalled on.
     pub stalls: StallMemo,
+    /// This process's last status write per object.
+    pub writes: crate::status::WriteMemo,
     /// Asks the NumberLease controllers to reconcile an object (e.g. when a claim is released).
     pub lease_requeue: super::Requeue<NumberLease>,
     /// Asks the LeaseFailover controllers to reconcile an object.

@@ -175,6 +175,11 @@ fn claim_rank(
 }
 
 async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> Result<Action, Error> {
+    if ctx.writes.is_stale(lf) {
+        // Triggered by a watch event older than our own last status write: the event of that
+        // write is on its way and will trigger again; acting now would redo finished work.
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
     let ns = lf.namespace().unwrap_or_default();
     let old = lf.status.clone().unwrap_or_default();
     let (number, secret) = match resolve_target(lf, ctx) {
@@ -184,7 +189,7 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
                 reason: reason::LEASE_NOT_READY,
                 message,
             };
-            write(lf, api, base_status(&old), &phase).await?;
+            write(ctx, lf, api, base_status(&old), &phase).await?;
             // The NumberLease watch re-triggers this resource when the lease changes.
             return Ok(Action::await_change());
         }
@@ -241,7 +246,7 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
             stall(lf, api, ctx, st, reason, message).await
         }
         Err(e) => {
-            note_transient(lf, api, &e).await;
+            note_transient(ctx, lf, api, &e).await;
             Err(e)
         }
     }
@@ -272,7 +277,7 @@ async fn converge(
             _ => {
                 st.last_sync_time = Some(now_rfc3339());
                 let phase = ready_phase(number, &desired);
-                write(lf, api, st, &phase).await?;
+                write(ctx, lf, api, st, &phase).await?;
                 return Ok(Action::requeue(resync));
             }
         }
@@ -304,12 +309,13 @@ async fn converge(
     st.applied = Some(desired.clone());
     st.last_sync_time = Some(now_rfc3339());
     let phase = ready_phase(number, &desired);
-    write(lf, api, st, &phase).await?;
+    write(ctx, lf, api, st, &phase).await?;
     Ok(Action::requeue(resync))
 }
 
 async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
     ctx.stalls.forget(&object_key(lf));
+    ctx.writes.forget(lf.uid().as_deref());
     let release = |ctx: &Context| {
         for other in ctx.all_failovers().filter(|o| o.uid() != lf.uid()) {
             ctx.requeue_failover(ObjectRef::from_obj(&*other));
@@ -424,7 +430,7 @@ async fn stall(
         ctx.event(lf, EventType::Warning, reason, "Reconcile", message.clone())
             .await;
     }
-    write(lf, api, st, &Phase::Stalled { reason, message }).await?;
+    write(ctx, lf, api, st, &Phase::Stalled { reason, message }).await?;
     if reason != reason::FAILOVER_CLAIMED && reason != reason::NUMBER_OWNED_ELSEWHERE {
         let ns = lf.namespace().unwrap_or_default();
         let secret = match resolve_target(lf, ctx) {
@@ -437,7 +443,7 @@ async fn stall(
     Ok(Action::await_change())
 }
 
-async fn note_transient(lf: &LeaseFailover, api: &Api<LeaseFailover>, err: &Error) {
+async fn note_transient(ctx: &Context, lf: &LeaseFailover, api: &Api<LeaseFailover>, err: &Error) {
     let old = lf.status.clone().unwrap_or_default();
     if is_true(&old.conditions, ConditionType::Ready) && old.observed_generation == lf.metadata.generation {
         return;
@@ -451,7 +457,7 @@ async fn note_transient(lf: &LeaseFailover, api: &Api<LeaseFailover>, err: &Erro
         reason,
         message: format!("{err}; retrying with backoff"),
     };
-    if let Err(e) = write(lf, api, base_status(&old), &phase).await {
+    if let Err(e) = write(ctx, lf, api, base_status(&old), &phase).await {
         tracing::debug!(error = %e, "could not record a transient failure in status");
     }
 }
@@ -470,6 +476,7 @@ fn classify_permanent(e: &contiguity::Error, number: &str) -> (&'static str, Str
 }
 
 async fn write(
+    ctx: &Context,
     lf: &LeaseFailover,
     api: &Api<LeaseFailover>,
     mut st: LeaseFailoverStatus,
@@ -481,7 +488,8 @@ async fn write(
     if st == old {
         return Ok(());
     }
-    apply_status(api, lf, &st).await?;
+    let rv = apply_status(api, lf, &st).await?;
+    ctx.writes.wrote(lf.uid(), rv);
     Ok(())
 }
 

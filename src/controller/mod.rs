@@ -193,6 +193,7 @@ pub async fn run(
         failovers: failover_stores,
         backoff: Backoff::new(opts.settings.backoff_base, opts.settings.backoff_max),
         stalls: StallMemo::default(),
+        writes: crate::status::WriteMemo::default(),
         lease_requeue: Requeue::new(lease_txs),
         failover_requeue: Requeue::new(failover_txs),
     });

@@ -158,6 +158,11 @@ fn holds_lease(nl: &NumberLease) -> bool {
 }
 
 async fn apply(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
+    if ctx.writes.is_stale(nl) {
+        // Triggered by a watch event older than our own last status write: the event of that
+        // write is on its way and will trigger again; acting now would redo finished work.
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
     let ns = nl.namespace().unwrap_or_default();
     let old = nl.status.clone().unwrap_or_default();
     let resync = jitter(ctx.settings.resync_interval, 0.1);
@@ -217,7 +222,7 @@ async fn apply(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Resul
             stall(nl, api, ctx, st, reason, message).await
         }
         Err(e) => {
-            note_transient(nl, api, &e).await;
+            note_transient(ctx, nl, api, &e).await;
             Err(e)
         }
     }
@@ -308,7 +313,7 @@ async fn converge_unknown_lease(
             reason: reason::NOT_LEASED,
             message: format!("managementPolicy is Observe and the account does not lease {number}; nothing is changed"),
         };
-        write(nl, api, st, &phase).await?;
+        write(ctx, nl, api, st, &phase).await?;
         ctx.metrics
             .set_lease(&nl.uid().unwrap_or_default(), Some(contribution("not_leased", None)));
         return Ok(Action::requeue(jitter(ctx.settings.resync_interval, 0.1)));
@@ -341,7 +346,7 @@ async fn create_lease(
     };
     // Must reach the API server before the create is sent: it is how a later reconcile knows
     // that a lease found at Contiguity is this resource's own.
-    write(nl, api, pending.clone(), &phase).await?;
+    write(ctx, nl, api, pending.clone(), &phase).await?;
     let billing = match nl.spec.billing_method {
         crate::crd::BillingMethod::Monthly => contiguity::BillingMethod::Monthly,
         crate::crd::BillingMethod::ServiceContract => contiguity::BillingMethod::ServiceContract,
@@ -379,7 +384,7 @@ async fn create_lease(
                     message: format!("lease {} reported status {}", created.lease_id, created.status.as_str()),
                 }
             };
-            write(nl, api, st, &phase).await?;
+            write(ctx, nl, api, st, &phase).await?;
             let spend = price.map(|p| (p.currency.as_str().to_string(), p.monthly_rate));
             ctx.metrics.set_lease(
                 &nl.uid().unwrap_or_default(),
@@ -476,7 +481,7 @@ async fn record_lease(
             }
         }
     };
-    write(nl, api, st.clone(), &phase).await?;
+    write(ctx, nl, api, st.clone(), &phase).await?;
     let spend = st
         .billing
         .as_ref()
@@ -510,7 +515,7 @@ async fn lease_lost(
         reason: reason::LEASE_LOST,
         message,
     };
-    write(nl, api, st, &phase).await?;
+    write(ctx, nl, api, st, &phase).await?;
     ctx.metrics
         .set_lease(&nl.uid().unwrap_or_default(), Some(contribution("lost", None)));
     Ok(Action::await_change())
@@ -520,6 +525,7 @@ async fn lease_lost(
 async fn cleanup(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
     let action = terminate_if_held(nl, api, ctx).await?;
     ctx.stalls.forget(&object_key(nl));
+    ctx.writes.forget(nl.uid().as_deref());
     // Another resource declaring the same number may own it now.
     for other in ctx
         .all_leases()
@@ -648,7 +654,7 @@ async fn stall(
             .await;
     }
     let phase = Phase::Stalled { reason, message };
-    write(nl, api, st, &phase).await?;
+    write(ctx, nl, api, st, &phase).await?;
     ctx.metrics
         .set_lease(&nl.uid().unwrap_or_default(), Some(contribution("stalled", None)));
     if reason != reason::NUMBER_CLAIMED {
@@ -662,7 +668,7 @@ async fn stall(
 }
 
 /// Reflects a transient failure in the conditions (only when they change).
-async fn note_transient(nl: &NumberLease, api: &Api<NumberLease>, err: &Error) {
+async fn note_transient(ctx: &Context, nl: &NumberLease, api: &Api<NumberLease>, err: &Error) {
     let old = nl.status.clone().unwrap_or_default();
     if is_true(&old.conditions, ConditionType::Ready) && old.observed_generation == nl.metadata.generation {
         // A passing failure of a drift check does not make a working lease unready.
@@ -688,7 +694,7 @@ async fn note_transient(nl: &NumberLease, api: &Api<NumberLease>, err: &Error) {
         }
     };
     let base = base_status(&fresh.status.clone().unwrap_or_default());
-    if let Err(e) = write(&fresh, api, base, &phase).await {
+    if let Err(e) = write(ctx, &fresh, api, base, &phase).await {
         tracing::debug!(error = %e, "could not record a transient failure in status");
     }
 }
@@ -716,6 +722,7 @@ fn classify_permanent(e: &contiguity::Error) -> (&'static str, String) {
 
 /// Writes the status with conditions for `phase`, skipping the write when nothing changed.
 async fn write(
+    ctx: &Context,
     nl: &NumberLease,
     api: &Api<NumberLease>,
     mut st: NumberLeaseStatus,
@@ -728,7 +735,8 @@ async fn write(
     if st == old {
         return Ok(());
     }
-    apply_status(api, nl, &st).await?;
+    let rv = apply_status(api, nl, &st).await?;
+    ctx.writes.wrote(nl.uid(), rv);
     Ok(())
 }
 
