@@ -4,20 +4,20 @@
 
 use super::backoff::jitter;
 use super::context::Context;
-use super::error::{Error, from_finalizer};
+use super::error::Error;
+use super::reconcile::{self, Managed, write};
 use crate::contiguity::{self, ContiguityClient, FailoverConfig};
 use crate::crd::{
     AppliedFailover, ConditionType, FailoverMode, LeaseFailover, LeaseFailoverStatus, NumberLease, SecretKeyRef,
 };
-use crate::status::{Phase, apply_status, conditions, is_true, now_rfc3339, reason_of};
+use crate::status::{Phase, is_true, now_rfc3339, reason_of};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Finalizer that resets the failover configuration on delete.
 pub const FINALIZER: &str = "contiguity.com/reset-failover";
@@ -30,10 +30,7 @@ pub mod reason {
     pub const CONFIGURED: &str = "FailoverConfigured";
     /// Progressing: the referenced NumberLease is missing or not Ready.
     pub const LEASE_NOT_READY: &str = "LeaseNotReady";
-    /// Progressing: Contiguity failed transiently.
-    pub const CONTIGUITY_UNAVAILABLE: &str = "ContiguityUnavailable";
-    /// Progressing: Contiguity asked us to slow down.
-    pub const RATE_LIMITED: &str = "RateLimited";
+    pub use super::super::reconcile::{CONTIGUITY_UNAVAILABLE, RATE_LIMITED};
     /// Stalled: an older LeaseFailover configures the same number.
     pub const FAILOVER_CLAIMED: &str = "FailoverClaimed";
     /// Stalled: the spec cannot be applied (e.g. the target is in its own list).
@@ -48,52 +45,31 @@ pub mod reason {
     pub const REQUEST_REFUSED: &str = "RequestRefused";
 }
 
-/// Reconciles one LeaseFailover.
-pub async fn reconcile(lf: Arc<LeaseFailover>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    if !ctx.caches_ready() {
-        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+impl Managed for LeaseFailover {
+    type Status = LeaseFailoverStatus;
+    const KIND: &'static str = KIND;
+    const FINALIZER: &'static str = FINALIZER;
+    const KEY_PREFIX: &'static str = "lf";
+
+    fn status_of(&self) -> Option<&LeaseFailoverStatus> {
+        self.status.as_ref()
     }
-    let ns = lf
-        .namespace()
-        .ok_or_else(|| Error::InvalidObject("LeaseFailover without namespace".into()))?;
-    let api: Api<LeaseFailover> = Api::namespaced(ctx.kube.clone(), &ns);
-    let key = object_key(&lf);
-    let result = finalizer(&api, FINALIZER, lf, |event| async {
-        match event {
-            Finalizer::Apply(lf) => apply(&lf, &api, &ctx).await,
-            Finalizer::Cleanup(lf) => cleanup(&lf, &ctx).await,
-        }
-    })
-    .await
-    .map_err(from_finalizer);
-    let label = match &result {
-        Ok(_) => {
-            ctx.backoff.reset(&key);
-            "ok"
-        }
-        Err(e) => e.category(),
-    };
-    ctx.metrics.reconciled(KIND, label, started.elapsed());
-    result
-}
 
-/// Per-object backoff with jitter, never sooner than Retry-After.
-pub fn error_policy(lf: Arc<LeaseFailover>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&object_key(&lf), err.retry_after());
-    tracing::warn!(
-        name = %lf.name_any(),
-        namespace = lf.namespace().as_deref().unwrap_or(""),
-        error = %err,
-        category = err.category(),
-        retry_in_ms = delay.as_millis() as u64,
-        "LeaseFailover reconcile failed"
-    );
-    Action::requeue(delay)
-}
+    fn apply(
+        obj: &Self,
+        api: &Api<Self>,
+        ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<Action, Error>> + Send {
+        apply(obj, api, ctx)
+    }
 
-fn object_key(lf: &LeaseFailover) -> String {
-    format!("lf/{}/{}", lf.namespace().unwrap_or_default(), lf.name_any())
+    fn cleanup(
+        obj: &Self,
+        _api: &Api<Self>,
+        ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<Action, Error>> + Send {
+        cleanup(obj, ctx)
+    }
 }
 
 /// Where a LeaseFailover points.
@@ -175,11 +151,6 @@ fn claim_rank(
 }
 
 async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> Result<Action, Error> {
-    if ctx.writes.is_stale(lf) {
-        // Triggered by a watch event older than our own last status write: the event of that
-        // write is on its way and will trigger again; acting now would redo finished work.
-        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
-    }
     let ns = lf.namespace().unwrap_or_default();
     let old = lf.status.clone().unwrap_or_default();
     let (number, secret) = match resolve_target(lf, ctx) {
@@ -228,7 +199,7 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
         Err(Error::Credentials { reason, message }) => return stall(lf, api, ctx, st, reason, message).await,
         Err(e) => return Err(e),
     };
-    let key = object_key(lf);
+    let key = reconcile::object_key(lf);
     let secret_version = ctx.credentials.secret_version(&ns, secret.as_ref());
     if ctx
         .stalls
@@ -246,7 +217,7 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
             stall(lf, api, ctx, st, reason, message).await
         }
         Err(e) => {
-            note_transient(ctx, lf, api, &e).await;
+            reconcile::note_transient(ctx, lf, api, &e).await;
             Err(e)
         }
     }
@@ -314,8 +285,6 @@ async fn converge(
 }
 
 async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
-    ctx.stalls.forget(&object_key(lf));
-    ctx.writes.forget(lf.uid().as_deref());
     let release = |ctx: &Context| {
         for other in ctx.all_failovers().filter(|o| o.uid() != lf.uid()) {
             ctx.requeue_failover(ObjectRef::from_obj(&*other));
@@ -414,6 +383,8 @@ fn canonical(c: &FailoverConfig) -> AppliedFailover {
     }
 }
 
+/// Reports a permanent failure (see [`reconcile::stall`]). Claims and foreign ownership are
+/// lifted by other objects' changes, so they are re-checked rather than remembered.
 async fn stall(
     lf: &LeaseFailover,
     api: &Api<LeaseFailover>,
@@ -422,44 +393,15 @@ async fn stall(
     reason: &'static str,
     message: String,
 ) -> Result<Action, Error> {
-    let old = lf.status.clone().unwrap_or_default();
-    let already = is_true(&old.conditions, ConditionType::Stalled)
-        && reason_of(&old.conditions, ConditionType::Stalled) == Some(reason)
-        && old.observed_generation == lf.metadata.generation;
-    if !already {
-        ctx.event(lf, EventType::Warning, reason, "Reconcile", message.clone())
-            .await;
-    }
-    write(ctx, lf, api, st, &Phase::Stalled { reason, message }).await?;
-    if reason != reason::FAILOVER_CLAIMED && reason != reason::NUMBER_OWNED_ELSEWHERE {
+    let memo = (reason != reason::FAILOVER_CLAIMED && reason != reason::NUMBER_OWNED_ELSEWHERE).then(|| {
         let ns = lf.namespace().unwrap_or_default();
         let secret = match resolve_target(lf, ctx) {
             Target::Number { secret, .. } => secret,
             Target::NotReady(_) => None,
         };
-        let version = ctx.credentials.secret_version(&ns, secret.as_ref());
-        ctx.stalls.remember(&object_key(lf), lf.metadata.generation, version);
-    }
-    Ok(Action::await_change())
-}
-
-async fn note_transient(ctx: &Context, lf: &LeaseFailover, api: &Api<LeaseFailover>, err: &Error) {
-    let old = lf.status.clone().unwrap_or_default();
-    if is_true(&old.conditions, ConditionType::Ready) && old.observed_generation == lf.metadata.generation {
-        return;
-    }
-    let reason = match err {
-        Error::Contiguity(e) if e.is_rate_limited() => reason::RATE_LIMITED,
-        Error::Contiguity(_) => reason::CONTIGUITY_UNAVAILABLE,
-        _ => return,
-    };
-    let phase = Phase::Progressing {
-        reason,
-        message: format!("{err}; retrying with backoff"),
-    };
-    if let Err(e) = write(ctx, lf, api, base_status(&old), &phase).await {
-        tracing::debug!(error = %e, "could not record a transient failure in status");
-    }
+        ctx.credentials.secret_version(&ns, secret.as_ref())
+    });
+    reconcile::stall(ctx, lf, api, st, reason, message, memo).await
 }
 
 fn classify_permanent(e: &contiguity::Error, number: &str) -> (&'static str, String) {
@@ -473,24 +415,6 @@ fn classify_permanent(e: &contiguity::Error, number: &str) -> (&'static str, Str
         return (reason::CREDENTIALS_REJECTED, format!("{e}; check the API token"));
     }
     (reason::REQUEST_REFUSED, e.to_string())
-}
-
-async fn write(
-    ctx: &Context,
-    lf: &LeaseFailover,
-    api: &Api<LeaseFailover>,
-    mut st: LeaseFailoverStatus,
-    phase: &Phase,
-) -> Result<(), Error> {
-    let old = lf.status.clone().unwrap_or_default();
-    st.observed_generation = lf.metadata.generation;
-    st.conditions = conditions(&old.conditions, lf.metadata.generation, phase, &now_rfc3339());
-    if st == old {
-        return Ok(());
-    }
-    let rv = apply_status(api, lf, &st).await?;
-    ctx.writes.wrote(lf.uid(), rv);
-    Ok(())
 }
 
 fn base_status(old: &LeaseFailoverStatus) -> LeaseFailoverStatus {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod lease_failover;
 pub mod leased_snapshot;
 pub mod number_lease;
+pub mod reconcile;
 
 use crate::contiguity::{ApiToken, ClientConfig, ClientPool};
 use crate::crd::{LeaseFailover, NumberLease};
@@ -203,13 +204,13 @@ pub async fn run(
         let s1: Shutdown = Box::pin(shutdown.clone());
         let s2: Shutdown = Box::pin(shutdown.clone());
         runs.push(Box::pin(drain(nl_controller.graceful_shutdown_on(s1).run(
-            number_lease::reconcile,
-            number_lease::error_policy,
+            reconcile::reconcile::<NumberLease>,
+            reconcile::error_policy::<NumberLease>,
             ctx.clone(),
         ))));
         runs.push(Box::pin(drain(lf_controller.graceful_shutdown_on(s2).run(
-            lease_failover::reconcile,
-            lease_failover::error_policy,
+            reconcile::reconcile::<LeaseFailover>,
+            reconcile::error_policy::<LeaseFailover>,
             ctx.clone(),
         ))));
     }

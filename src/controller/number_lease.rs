@@ -13,22 +13,22 @@
 
 use super::backoff::jitter;
 use super::context::Context;
-use super::error::{Error, from_finalizer};
+use super::error::Error;
+use super::reconcile::{self, Managed, write};
 use crate::contiguity::{self, ContiguityClient, FailoverConfig, LeaseStatus, NumberRecord, NumberStatus};
 use crate::crd::{
     BillingStatus, CapabilitiesStatus, ConditionType, DeletionPolicy, LeaseOrigin, ManagementPolicy, NumberLease,
     NumberLeaseStatus,
 };
 use crate::metrics::LeaseContribution;
-use crate::status::{Phase, apply_status, conditions, is_true, now_rfc3339, reason_of};
+use crate::status::{Phase, now_rfc3339, reason_of};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Finalizer that guards the lease.
 pub const FINALIZER: &str = "contiguity.com/terminate-lease";
@@ -45,10 +45,7 @@ pub mod reason {
     pub const OBSERVED: &str = "Observed";
     /// Progressing: a lease request is in flight or its outcome is being confirmed.
     pub const LEASING: &str = "Leasing";
-    /// Progressing: Contiguity failed transiently; retrying with backoff.
-    pub const CONTIGUITY_UNAVAILABLE: &str = "ContiguityUnavailable";
-    /// Progressing: Contiguity asked us to slow down.
-    pub const RATE_LIMITED: &str = "RateLimited";
+    pub use super::super::reconcile::{CONTIGUITY_UNAVAILABLE, RATE_LIMITED};
     /// Waiting: Observe mode and the account does not lease the number.
     pub const NOT_LEASED: &str = "NotLeased";
     /// Waiting: the lease is paused at Contiguity.
@@ -71,53 +68,31 @@ pub mod reason {
     pub const LEASE_LOST: &str = "LeaseLost";
 }
 
-/// Reconciles one NumberLease.
-pub async fn reconcile(nl: Arc<NumberLease>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    if !ctx.caches_ready() {
-        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+impl Managed for NumberLease {
+    type Status = NumberLeaseStatus;
+    const KIND: &'static str = KIND;
+    const FINALIZER: &'static str = FINALIZER;
+    const KEY_PREFIX: &'static str = "nl";
+
+    fn status_of(&self) -> Option<&NumberLeaseStatus> {
+        self.status.as_ref()
     }
-    let ns = nl
-        .namespace()
-        .ok_or_else(|| Error::InvalidObject("NumberLease without namespace".into()))?;
-    let api: Api<NumberLease> = Api::namespaced(ctx.kube.clone(), &ns);
-    let key = object_key(&nl);
-    let result = finalizer(&api, FINALIZER, nl, |event| async {
-        match event {
-            Finalizer::Apply(nl) => apply(&nl, &api, &ctx).await,
-            Finalizer::Cleanup(nl) => cleanup(&nl, &api, &ctx).await,
-        }
-    })
-    .await
-    .map_err(from_finalizer);
-    let label = match &result {
-        Ok(_) => {
-            ctx.backoff.reset(&key);
-            "ok"
-        }
-        Err(e) => e.category(),
-    };
-    ctx.metrics.reconciled(KIND, label, started.elapsed());
-    result
-}
 
-/// Decides when to retry after a failed reconcile: per-object exponential backoff with jitter,
-/// never sooner than a server's Retry-After.
-pub fn error_policy(nl: Arc<NumberLease>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&object_key(&nl), err.retry_after());
-    tracing::warn!(
-        name = %nl.name_any(),
-        namespace = nl.namespace().as_deref().unwrap_or(""),
-        error = %err,
-        category = err.category(),
-        retry_in_ms = delay.as_millis() as u64,
-        "NumberLease reconcile failed"
-    );
-    Action::requeue(delay)
-}
+    fn apply(
+        obj: &Self,
+        api: &Api<Self>,
+        ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<Action, Error>> + Send {
+        apply(obj, api, ctx)
+    }
 
-fn object_key(nl: &NumberLease) -> String {
-    format!("nl/{}/{}", nl.namespace().unwrap_or_default(), nl.name_any())
+    fn cleanup(
+        obj: &Self,
+        api: &Api<Self>,
+        ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<Action, Error>> + Send {
+        cleanup(obj, api, ctx)
+    }
 }
 
 /// The older NumberLease (any watched namespace) that declares the same number, if any.
@@ -158,11 +133,6 @@ fn holds_lease(nl: &NumberLease) -> bool {
 }
 
 async fn apply(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
-    if ctx.writes.is_stale(nl) {
-        // Triggered by a watch event older than our own last status write: the event of that
-        // write is on its way and will trigger again; acting now would redo finished work.
-        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
-    }
     let ns = nl.namespace().unwrap_or_default();
     let old = nl.status.clone().unwrap_or_default();
     let resync = jitter(ctx.settings.resync_interval, 0.1);
@@ -187,7 +157,7 @@ async fn apply(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Resul
         Err(e) => return Err(e),
     };
 
-    let key = object_key(nl);
+    let key = reconcile::object_key(nl);
     let secret_version = ctx
         .credentials
         .secret_version(&ns, nl.spec.credentials_secret_ref.as_ref());
@@ -222,7 +192,7 @@ async fn apply(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Resul
             stall(nl, api, ctx, st, reason, message).await
         }
         Err(e) => {
-            note_transient(ctx, nl, api, &e).await;
+            reconcile::note_transient(ctx, nl, api, &e).await;
             Err(e)
         }
     }
@@ -524,8 +494,6 @@ async fn lease_lost(
 /// Deletion: terminate the lease if the policy says so and this resource holds it.
 async fn cleanup(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
     let action = terminate_if_held(nl, api, ctx).await?;
-    ctx.stalls.forget(&object_key(nl));
-    ctx.writes.forget(nl.uid().as_deref());
     // Another resource declaring the same number may own it now.
     for other in ctx
         .all_leases()
@@ -636,7 +604,8 @@ async fn disable_failovers_on(nl: &NumberLease, ctx: &Context, client: &Contigui
     }
 }
 
-/// Reports a permanent failure: Stalled condition, Warning Event, no retry until a change.
+/// Reports a permanent failure (see [`reconcile::stall`]). A claim is lifted by other
+/// objects' changes, so it is re-checked rather than remembered.
 async fn stall(
     nl: &NumberLease,
     api: &Api<NumberLease>,
@@ -645,58 +614,15 @@ async fn stall(
     reason: &'static str,
     message: String,
 ) -> Result<Action, Error> {
-    let old = nl.status.clone().unwrap_or_default();
-    let already = is_true(&old.conditions, ConditionType::Stalled)
-        && reason_of(&old.conditions, ConditionType::Stalled) == Some(reason)
-        && old.observed_generation == nl.metadata.generation;
-    if !already {
-        ctx.event(nl, EventType::Warning, reason, "Reconcile", message.clone())
-            .await;
-    }
-    let phase = Phase::Stalled { reason, message };
-    write(ctx, nl, api, st, &phase).await?;
+    let memo = (reason != reason::NUMBER_CLAIMED).then(|| {
+        let ns = nl.namespace().unwrap_or_default();
+        ctx.credentials
+            .secret_version(&ns, nl.spec.credentials_secret_ref.as_ref())
+    });
+    let action = reconcile::stall(ctx, nl, api, st, reason, message, memo).await?;
     ctx.metrics
         .set_lease(&nl.uid().unwrap_or_default(), Some(contribution("stalled", None)));
-    if reason != reason::NUMBER_CLAIMED {
-        let ns = nl.namespace().unwrap_or_default();
-        let version = ctx
-            .credentials
-            .secret_version(&ns, nl.spec.credentials_secret_ref.as_ref());
-        ctx.stalls.remember(&object_key(nl), nl.metadata.generation, version);
-    }
-    Ok(Action::await_change())
-}
-
-/// Reflects a transient failure in the conditions (only when they change).
-async fn note_transient(ctx: &Context, nl: &NumberLease, api: &Api<NumberLease>, err: &Error) {
-    let old = nl.status.clone().unwrap_or_default();
-    if is_true(&old.conditions, ConditionType::Ready) && old.observed_generation == nl.metadata.generation {
-        // A passing failure of a drift check does not make a working lease unready.
-        return;
-    }
-    let reason = match err {
-        Error::Contiguity(e) if e.is_rate_limited() => reason::RATE_LIMITED,
-        Error::Contiguity(_) => reason::CONTIGUITY_UNAVAILABLE,
-        _ => return,
-    };
-    let phase = Phase::Progressing {
-        reason,
-        message: format!("{err}; retrying with backoff"),
-    };
-    // Build on a fresh read: this reconcile may have written status (createRequestedAt) that
-    // the cached object does not show yet, and dropping it would forget an in-flight create.
-    let fresh = match api.get_opt(&nl.name_any()).await {
-        Ok(Some(f)) if f.uid() == nl.uid() => f,
-        Ok(_) => return,
-        Err(e) => {
-            tracing::debug!(error = %e, "could not re-read the object to record a transient failure");
-            return;
-        }
-    };
-    let base = base_status(&fresh.status.clone().unwrap_or_default());
-    if let Err(e) = write(ctx, &fresh, api, base, &phase).await {
-        tracing::debug!(error = %e, "could not record a transient failure in status");
-    }
+    Ok(action)
 }
 
 /// Maps a permanent Contiguity error to a condition reason and message.
@@ -718,26 +644,6 @@ fn classify_permanent(e: &contiguity::Error) -> (&'static str, String) {
         return (reason::NUMBER_UNAVAILABLE, e.to_string());
     }
     (reason::REQUEST_REFUSED, e.to_string())
-}
-
-/// Writes the status with conditions for `phase`, skipping the write when nothing changed.
-async fn write(
-    ctx: &Context,
-    nl: &NumberLease,
-    api: &Api<NumberLease>,
-    mut st: NumberLeaseStatus,
-    phase: &Phase,
-) -> Result<(), Error> {
-    let old = nl.status.clone().unwrap_or_default();
-    let now = now_rfc3339();
-    st.observed_generation = nl.metadata.generation;
-    st.conditions = conditions(&old.conditions, nl.metadata.generation, phase, &now);
-    if st == old {
-        return Ok(());
-    }
-    let rv = apply_status(api, nl, &st).await?;
-    ctx.writes.wrote(nl.uid(), rv);
-    Ok(())
 }
 
 /// The previous status without its conditions (rebuilt by [`write`]).

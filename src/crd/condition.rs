@@ -101,3 +101,37 @@ pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
         "items": item
     })
 }
+
+/// A status with conditions and an observed generation (both kinds' statuses).
+pub trait ConditionedStatus {
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+    /// Replaces the conditions.
+    fn set_conditions(&mut self, conditions: Vec<Condition>);
+    /// The generation the status reflects.
+    fn observed_generation(&self) -> Option<i64>;
+    /// Sets the generation the status reflects.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+}
+
+/// Implements [`ConditionedStatus`] for a status struct with `conditions` and
+/// `observed_generation` fields.
+macro_rules! conditioned_status {
+    ($t:ty) => {
+        impl $crate::crd::condition::ConditionedStatus for $t {
+            fn conditions(&self) -> &[$crate::crd::condition::Condition] {
+                &self.conditions
+            }
+            fn set_conditions(&mut self, conditions: Vec<$crate::crd::condition::Condition>) {
+                self.conditions = conditions;
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+        }
+    };
+}
+pub(crate) use conditioned_status;

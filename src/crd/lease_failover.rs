@@ -198,3 +198,5 @@ mod tests {
         assert_eq!(d.mode.as_deref(), Some("selective"));
     }
 }
+
+super::condition::conditioned_status!(LeaseFailoverStatus);

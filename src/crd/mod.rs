@@ -8,7 +8,7 @@ pub mod lease_failover;
 pub mod number_lease;
 pub mod reference;
 
-pub use condition::{Condition, ConditionStatus, ConditionType};
+pub use condition::{Condition, ConditionStatus, ConditionType, ConditionedStatus};
 pub use lease_failover::{
     AppliedFailover, FailoverMode, LeaseFailover, LeaseFailoverSpec, LeaseFailoverStatus, LeaseRef,
 };

@@ -354,3 +354,5 @@ mod tests {
         assert!(schema.contains(r#""x-kubernetes-list-map-keys":["type"]"#));
     }
 }
+
+super::condition::conditioned_status!(NumberLeaseStatus);

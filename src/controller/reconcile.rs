@@ -1,0 +1,211 @@
+//! What both reconcilers share: the finalizer-wrapped reconcile with metrics and backoff,
+//! the error policy, status writing, and how permanent and transient failures are reported.
+//! Each kind supplies its apply and cleanup through [`Managed`].
+
+use super::context::Context;
+use super::error::{Error, from_finalizer};
+use crate::crd::{ConditionType, ConditionedStatus};
+use crate::status::{Phase, apply_status, conditions, is_true, now_rfc3339, reason_of};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reason of a transient Contiguity failure (Reconciling=True).
+pub const CONTIGUITY_UNAVAILABLE: &str = "ContiguityUnavailable";
+/// Reason while waiting for Contiguity's Retry-After (Reconciling=True).
+pub const RATE_LIMITED: &str = "RateLimited";
+
+/// A kind the operator manages.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The status type.
+    type Status: ConditionedStatus + Clone + Default + PartialEq + Serialize + Send + Sync;
+    /// Kind label in metrics and logs.
+    const KIND: &'static str;
+    /// The finalizer guarding the external state.
+    const FINALIZER: &'static str;
+    /// Prefix of backoff and memo keys.
+    const KEY_PREFIX: &'static str;
+
+    /// The current status, if any.
+    fn status_of(&self) -> Option<&Self::Status>;
+
+    /// Converges the external state on the spec (the finalizer is in place).
+    fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+
+    /// Undoes the external state on delete; the finalizer is removed when this succeeds.
+    fn cleanup(obj: &Self, api: &Api<Self>, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// Reconciles one object of kind `K`.
+pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    if !ctx.caches_ready() {
+        return Ok(Action::requeue(Duration::from_millis(250)));
+    }
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::InvalidObject(format!("{} without namespace", K::KIND)))?;
+    let api: Api<K> = Api::namespaced(ctx.kube.clone(), &ns);
+    let key = object_key(&*obj);
+    let result = finalizer(&api, K::FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => {
+                if ctx.writes.is_stale(&*obj) {
+                    // Triggered by a watch event older than our own last status write: that
+                    // write's event is on its way and triggers again; acting now would redo
+                    // finished work on stale status.
+                    return Ok(Action::requeue(Duration::from_secs(5)));
+                }
+                K::apply(&obj, &api, &ctx).await
+            }
+            Finalizer::Cleanup(obj) => {
+                let action = K::cleanup(&obj, &api, &ctx).await?;
+                ctx.stalls.forget(&object_key(&*obj));
+                ctx.writes.forget(obj.meta().uid.as_deref());
+                Ok(action)
+            }
+        }
+    })
+    .await
+    .map_err(from_finalizer);
+    let label = match &result {
+        Ok(_) => {
+            ctx.backoff.reset(&key);
+            "ok"
+        }
+        Err(e) => e.category(),
+    };
+    ctx.metrics.reconciled(K::KIND, label, started.elapsed());
+    result
+}
+
+/// After a failed reconcile: per-object exponential backoff with jitter, never sooner than a
+/// server's Retry-After.
+pub fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&object_key(&*obj), err.retry_after());
+    tracing::warn!(
+        kind = K::KIND,
+        name = %obj.name_any(),
+        namespace = obj.namespace().as_deref().unwrap_or(""),
+        error = %err,
+        category = err.category(),
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Key of an object in the backoff and stall memos.
+pub fn object_key<K: Managed>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::KEY_PREFIX,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// The status without its conditions, as a base for the next write.
+pub fn base_status<K: Managed>(obj: &K) -> K::Status {
+    let mut st = obj.status_of().cloned().unwrap_or_default();
+    st.set_conditions(Vec::new());
+    st
+}
+
+/// Writes `st` with the conditions of `phase` (and observedGeneration), unless nothing
+/// changed. Remembers the write so stale watch events are recognised.
+pub async fn write<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    api: &Api<K>,
+    mut st: K::Status,
+    phase: &Phase,
+) -> Result<(), Error> {
+    let old = obj.status_of().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    st.set_observed_generation(generation);
+    st.set_conditions(conditions(old.conditions(), generation, phase, &now_rfc3339()));
+    if st == old {
+        return Ok(());
+    }
+    let rv = apply_status(api, obj, &st).await?;
+    ctx.writes.wrote(obj.meta().uid.clone(), rv);
+    Ok(())
+}
+
+/// Reports a permanent failure: Stalled, a Warning Event (once per reason and generation),
+/// no retry until the spec or the Secret changes. `memo` is the Secret version to remember,
+/// or `None` for stalls that other objects' changes lift (claims), which must be re-checked.
+pub async fn stall<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    api: &Api<K>,
+    st: K::Status,
+    reason: &'static str,
+    message: String,
+    memo: Option<Option<String>>,
+) -> Result<Action, Error> {
+    let old = obj.status_of().cloned().unwrap_or_default();
+    let already = is_true(old.conditions(), ConditionType::Stalled)
+        && reason_of(old.conditions(), ConditionType::Stalled) == Some(reason)
+        && old.observed_generation() == obj.meta().generation;
+    if !already {
+        ctx.event(obj, EventType::Warning, reason, "Reconcile", message.clone())
+            .await;
+    }
+    write(ctx, obj, api, st, &Phase::Stalled { reason, message }).await?;
+    if let Some(version) = memo {
+        ctx.stalls.remember(&object_key(obj), obj.meta().generation, version);
+    }
+    Ok(Action::await_change())
+}
+
+/// Reflects a transient failure in the conditions. A resource that is Ready for its current
+/// generation stays Ready: a failed drift check does not make a working lease unready.
+pub async fn note_transient<K: Managed>(ctx: &Context, obj: &K, api: &Api<K>, err: &Error) {
+    let old = obj.status_of().cloned().unwrap_or_default();
+    if is_true(old.conditions(), ConditionType::Ready) && old.observed_generation() == obj.meta().generation {
+        return;
+    }
+    let reason = match err {
+        Error::Contiguity(e) if e.is_rate_limited() => RATE_LIMITED,
+        Error::Contiguity(_) => CONTIGUITY_UNAVAILABLE,
+        _ => return,
+    };
+    let phase = Phase::Progressing {
+        reason,
+        message: format!("{err}; retrying with backoff"),
+    };
+    // Build on a fresh read: this reconcile may have written status (createRequestedAt) that
+    // the cached object does not show yet, and dropping it would forget an in-flight create.
+    let fresh = match api.get_opt(&obj.name_any()).await {
+        Ok(Some(f)) if f.meta().uid == obj.meta().uid => f,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not re-read the object to record a transient failure");
+            return;
+        }
+    };
+    let base = base_status(&fresh);
+    if let Err(e) = write(ctx, &fresh, api, base, &phase).await {
+        tracing::debug!(error = %e, "could not record a transient failure in status");
+    }
+}
