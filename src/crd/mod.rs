@@ -44,35 +44,3 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Err
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default())
 }
-
-/// True when `s` is a valid E.164 number (`+`, a non-zero digit, then 1 to 14 digits).
-pub fn is_e164(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('+') else {
-        return false;
-    };
-    let bytes = rest.as_bytes();
-    (2..=15).contains(&bytes.len()) && bytes[0] != b'0' && bytes.iter().all(|b| b.is_ascii_digit())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn e164_accepts_and_refuses() {
-        for ok in ["+15550100001", "+44", "+123456789012345"] {
-            assert!(is_e164(ok), "{ok}");
-        }
-        for bad in [
-            "15550100001",
-            "+0123",
-            "+1",
-            "+1234567890123456",
-            "+1 555",
-            "+1555a",
-            "",
-        ] {
-            assert!(!is_e164(bad), "{bad}");
-        }
-    }
-}
