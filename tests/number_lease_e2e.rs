@@ -640,3 +640,30 @@ async fn a_lost_create_reply_is_recognised_without_a_crash() {
         Some(contiguity_operator::crd::LeaseOrigin::Created)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_owner_goes_the_claimant_takes_the_number() {
+    let env = Env::start("nl-handover").await;
+    let number = env.numbers(1).remove(0);
+    create_lease(&env.leases(), "owner", json!({"number": number})).await;
+    wait_obj(&env.leases(), "owner", "Ready", T, nl_is_ready).await;
+    create_lease(&env.leases(), "next", json!({"number": number})).await;
+    wait_obj(&env.leases(), "next", "Stalled NumberClaimed", T, |nl| {
+        nl_stalled(nl, "NumberClaimed")
+    })
+    .await;
+    env.leases()
+        .delete("owner", &DeleteParams::default())
+        .await
+        .expect("delete owner");
+    gone(&env, &env.ns, "owner").await;
+    // The owner's lease was terminated; the claimant now owns the number and leases it anew.
+    let nl = wait_obj(&env.leases(), "next", "Ready", T, nl_is_ready).await;
+    let s = env.sandbox.state();
+    assert_eq!(s.count_op(Operation::Terminate), 1);
+    assert_eq!(s.count_op(Operation::Create), 2);
+    assert_eq!(
+        nl.status.and_then(|s| s.lease_id),
+        s.current_lease(&number).map(|l| l.lease_id)
+    );
+}

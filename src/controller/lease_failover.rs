@@ -161,8 +161,9 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
                 message,
             };
             write(ctx, lf, api, base_status(&old), &phase).await?;
-            // The NumberLease watch re-triggers this resource when the lease changes.
-            return Ok(Action::await_change());
+            // The NumberLease watch re-triggers this resource when the lease changes; its event
+            // can precede the cache update, so re-check the cache too (no external call).
+            return Ok(Action::requeue(reconcile::RECHECK));
         }
     };
     let mut st = base_status(&old);

@@ -172,11 +172,20 @@ pub async fn stall<K: Managed>(
             .await;
     }
     write(ctx, obj, api, st, &Phase::Stalled { reason, message }).await?;
-    if let Some(version) = memo {
-        ctx.stalls.remember(&object_key(obj), obj.meta().generation, version);
+    match memo {
+        Some(version) => {
+            ctx.stalls.remember(&object_key(obj), obj.meta().generation, version);
+            Ok(Action::await_change())
+        }
+        // Lifted by another object's change, which may reach the caches after the event that
+        // would re-trigger this one: re-check the caches (no external calls) periodically.
+        None => Ok(Action::requeue(RECHECK)),
     }
-    Ok(Action::await_change())
 }
+
+/// How often a resource waiting on another object (a claim, a referenced lease) re-checks the
+/// caches. Such a check makes no external call.
+pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// Reflects a transient failure in the conditions. A resource that is Ready for its current
 /// generation stays Ready: a failed drift check does not make a working lease unready.
