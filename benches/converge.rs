@@ -22,13 +22,19 @@ use common::plane::Plane;
 use common::scrape::{self, ApiServerMetrics, ProcStats, Requests};
 use common::tracker::Tracker;
 use contiguity_operator::contiguity::{Operation, install_crypto_provider};
+use contiguity_operator::controller::CONTROLLER_NAME;
 use contiguity_operator::controller::number_lease::FINALIZER;
 use contiguity_operator::crd::{BillingStatus, LeaseOrigin, NumberLease, NumberLeaseStatus};
 use contiguity_operator::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use contiguity_operator::status::{Phase, apply_status, conditions, now_rfc3339};
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::PartialObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::finalizer;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -76,6 +82,18 @@ struct Args {
     /// Where to write the JSON figures (relative to the repository root).
     #[arg(long, default_value = "target/bench/converge.json")]
     out: PathBuf,
+    /// Also measure a work floor: the bare client makes every API request the operator makes
+    /// for a create (adds the pending status write and the Event) with the operator's two
+    /// watches open; prints the converge's ratio to it too.
+    #[arg(long)]
+    work_floor: bool,
+    /// Leave a part out of the work floor (repeatable), to see what each part costs.
+    #[arg(long = "work-floor-without", value_enum)]
+    work_floor_without: Vec<WorkPart>,
+    /// Write the work floor's pending status as a JSON merge patch instead of a server-side
+    /// apply (to compare the two request kinds' cost at the API server).
+    #[arg(long)]
+    work_floor_pending_merge: bool,
     /// Also write the sandbox's call log of the converge phase to target/bench/calls-n<N>.tsv.
     #[arg(long)]
     dump_calls: bool,
@@ -87,6 +105,24 @@ struct Args {
     bench: bool,
 }
 
+/// Parts of the work floor beyond the floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkPart {
+    /// The status write with createRequestedAt before the Contiguity create.
+    Pending,
+    /// The "Leased" Event.
+    Event,
+    /// The operator's two NumberLease watches (full and metadata-only).
+    Watches,
+}
+
+/// What the work floor does per lease beyond the floor.
+struct WorkFloor {
+    pending: bool,
+    pending_merge: bool,
+    recorder: Option<Recorder>,
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -94,8 +130,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    if !args.bench {
+    // Test runners pass their own flags (--nocapture, --test-threads...): only `cargo bench`
+    // (which passes --bench) runs the benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
         return match scrape::self_check() {
             Ok(()) => {
                 println!("converge: self-check ok; run the benchmark with `make bench` (cargo bench --bench converge)");
@@ -107,6 +144,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -114,7 +152,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // On Ctrl-C the run is dropped, which stops the operator and the control plane it started.
+    let interruptible = async {
+        tokio::select! {
+            r = run(args) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        }
+    };
+    match runtime.block_on(interruptible) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("converge: FAILED: {e}");
@@ -195,6 +240,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "contiguityRateBurst": bench.args.rate_burst,
             "operatorEnv": bench.args.operator_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "resyncInterval": "10m",
+            "workFloor": bench.args.work_floor,
+            "workFloorWithout": bench.args.work_floor_without.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+            "workFloorPendingMerge": bench.args.work_floor_pending_merge,
         },
         "runs": results.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
         "medians": median_json(&results),
@@ -205,10 +253,32 @@ async fn run(args: Args) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// What one floor measured.
+struct Floor {
+    elapsed: Duration,
+    apiserver_cpu: f64,
+    writes: Requests,
+    load: f64,
+    cleanup: Duration,
+}
+
+/// The operator's two NumberLease watches (full objects for its cache, metadata for the
+/// LeaseFailover triggers), drained, so the work floor pays the same watch fan-out.
+fn operator_like_watches(client: &kube::Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    let full: Api<NumberLease> = Api::namespaced(client.clone(), ns);
+    let meta: Api<PartialObjectMeta<NumberLease>> = Api::namespaced(client.clone(), ns);
+    tokio::spawn(async move {
+        let a = watcher(full, watcher::Config::default().any_semantic()).default_backoff();
+        let b = watcher(meta, watcher::Config::default().any_semantic()).default_backoff();
+        futures::join!(a.for_each(|_| async {}), b.for_each(|_| async {}));
+    })
+}
+
 /// Figures of one N, for the table and the JSON.
 #[derive(Clone)]
 struct RunResult {
     n: usize,
+    work_floor_s: Option<f64>,
     round: usize,
     floor_api_cpu_s: f64,
     converge_api_cpu_s: f64,
@@ -256,44 +326,15 @@ impl Bench {
         let numbers = Arc::new(numbers);
         let timeout = Duration::from_secs(120) + Duration::from_millis(100) * n as u32;
 
-        // 1. Floor.
-        let floor_ns = self.plane.namespace(&self.kube, "bench-floor").await?;
-        let api = self.leases(&floor_ns);
-        // The same watch as in the converge, so that the observer costs the same in both.
-        let mut floor_tracker = Tracker::start(api.clone());
-        floor_tracker
-            .wait_for(Duration::from_secs(30), |c| c.total == 0)
-            .await
-            .ok_or("the watch of the floor namespace never synced")?;
-        let load_floor = loadavg();
-        let before = self.writes().await?;
-        let apiserver_cpu = self.stats(self.plane.info.apiserver_pid).cpu_secs;
-        let floor_started = Instant::now();
-        {
-            let api = api.clone();
-            let numbers = numbers.clone();
-            run_workers(n, c, move |i| {
-                let api = api.clone();
-                let number = numbers[i].clone();
-                async move { floor_one(&api, i, &number).await }
-            })
-            .await?;
-        }
-        let floor = floor_started.elapsed();
-        let floor_apiserver_cpu = self.stats(self.plane.info.apiserver_pid).cpu_secs - apiserver_cpu;
-        let floor_writes = self.writes().await?.since(&before);
-        println!(
-            "floor:    {n} objects created, finalized and given their final status in {:.2} s ({:.0} writes/s)",
-            floor.as_secs_f64(),
-            floor_writes.total("numberleases") / floor.as_secs_f64()
-        );
-        drop(floor_tracker);
-        let cleanup_started = Instant::now();
-        self.remove_all(&api, n, c).await?;
-        println!(
-            "floor:    cleaned up (finalizers removed, objects deleted) in {:.2} s",
-            cleanup_started.elapsed().as_secs_f64()
-        );
+        // 1. Floor (and, when asked, the work floor).
+        let fl = self.floor(n, c, &numbers, false).await?;
+        let (floor, floor_apiserver_cpu, load_floor) = (fl.elapsed, fl.apiserver_cpu, fl.load);
+        let floor_writes = fl.writes.clone();
+        let work = if self.args.work_floor {
+            Some(self.floor(n, c, &numbers, true).await?)
+        } else {
+            None
+        };
 
         // 2. Converge.
         let ns = self.plane.namespace(&self.kube, "bench-converge").await?;
@@ -472,10 +513,18 @@ impl Bench {
             "floor": {
                 "seconds": floor.as_secs_f64(),
                 "writesPerLease": per(&floor_writes.breakdown("numberleases")),
-                "cleanupSeconds": cleanup_started.elapsed().as_secs_f64(),
+                "cleanupSeconds": fl.cleanup.as_secs_f64(),
                 "apiserverCpuSeconds": floor_apiserver_cpu,
                 "loadAverageBefore": load_floor,
             },
+            "workFloor": work.as_ref().map(|w| json!({
+                "seconds": w.elapsed.as_secs_f64(),
+                "apiserverCpuSeconds": w.apiserver_cpu,
+                "loadAverageBefore": w.load,
+                "writesPerLease": per(&w.writes.breakdown("numberleases")),
+                "eventsPerLease": per(&w.writes.breakdown("events")),
+                "convergeRatio": converge.as_secs_f64() / w.elapsed.as_secs_f64(),
+            })),
             "converge": {
                 "seconds": converge.as_secs_f64(),
                 "createsDoneSeconds": created.as_secs_f64(),
@@ -545,6 +594,7 @@ impl Bench {
         );
         Ok(RunResult {
             n,
+            work_floor_s: work.as_ref().map(|w| w.elapsed.as_secs_f64()),
             round: 1,
             floor_api_cpu_s: floor_apiserver_cpu,
             converge_api_cpu_s: converge_apiserver_cpu,
@@ -595,6 +645,85 @@ impl Bench {
         OperatorProcess::start(env, log)
     }
 
+    /// The floor: a bare client creates `n` objects and writes what a converge needs at the
+    /// minimum (finalizer, final status), in a fresh namespace that only the bench watches.
+    /// With `work`, it makes every request the operator makes for a create (finalizer,
+    /// pending status, Event, final status) with the operator's two watches open as well.
+    async fn floor(&self, n: usize, c: usize, numbers: &Arc<Vec<String>>, work: bool) -> Result<Floor, BoxError> {
+        let what = if work { "work floor" } else { "floor" };
+        let ns = self
+            .plane
+            .namespace(&self.kube, if work { "bench-work-floor" } else { "bench-floor" })
+            .await?;
+        let api = self.leases(&ns);
+        // The same watch as in the converge, so that the observer costs the same in both.
+        let mut tracker = Tracker::start(api.clone());
+        tracker
+            .wait_for(Duration::from_secs(30), |c| c.total == 0)
+            .await
+            .ok_or("the watch of the floor namespace never synced")?;
+        let without = |p: WorkPart| self.args.work_floor_without.contains(&p);
+        let extra_watches = if work && !without(WorkPart::Watches) {
+            Some(operator_like_watches(&self.kube, &ns))
+        } else {
+            None
+        };
+        let recorder = Recorder::new(
+            self.kube.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some("bench-work-floor".into()),
+            },
+        );
+        let plan = work.then(|| {
+            Arc::new(WorkFloor {
+                pending: !without(WorkPart::Pending),
+                pending_merge: self.args.work_floor_pending_merge,
+                recorder: (!without(WorkPart::Event)).then_some(recorder),
+            })
+        });
+        let load = loadavg();
+        let before = self.writes().await?;
+        let apiserver_cpu = self.stats(self.plane.info.apiserver_pid).cpu_secs;
+        let started = Instant::now();
+        {
+            let api = api.clone();
+            let numbers = numbers.clone();
+            run_workers(n, c, move |i| {
+                let api = api.clone();
+                let number = numbers[i].clone();
+                let plan = plan.clone();
+                async move { floor_one(&api, i, &number, plan.as_deref()).await }
+            })
+            .await?;
+        }
+        let elapsed = started.elapsed();
+        let apiserver_cpu = self.stats(self.plane.info.apiserver_pid).cpu_secs - apiserver_cpu;
+        let writes = self.writes().await?.since(&before);
+        println!(
+            "{what}:{}{n} objects done in {:.2} s ({:.0} numberleases writes/s, {:.2} events/lease); kube-apiserver CPU {:.2} s",
+            " ".repeat(10usize.saturating_sub(what.len() + 1)),
+            elapsed.as_secs_f64(),
+            writes.total("numberleases") / elapsed.as_secs_f64(),
+            writes.total("events") / n as f64 + 0.0,
+            apiserver_cpu
+        );
+        drop(tracker);
+        if let Some(w) = extra_watches {
+            w.abort();
+        }
+        let cleanup_started = Instant::now();
+        self.remove_all(&api, n, c).await?;
+        let cleanup = cleanup_started.elapsed();
+        Ok(Floor {
+            elapsed,
+            apiserver_cpu,
+            writes,
+            load,
+            cleanup,
+        })
+    }
+
     /// Runs the floor once on a few objects so that neither measured phase pays the API
     /// server's first-use costs (CRD handler, server-side apply type converter, connections).
     async fn warm_up(&self, n: usize) -> Result<(), BoxError> {
@@ -604,7 +733,7 @@ impl Bench {
         let a = api.clone();
         run_workers(n, self.args.concurrency.max(1), move |i| {
             let api = a.clone();
-            async move { floor_one(&api, i, &format!("+1999{i:07}")).await }
+            async move { floor_one(&api, i, &format!("+1999{i:07}"), None).await }
         })
         .await?;
         self.remove_all(&api, n, self.args.concurrency.max(1)).await?;
@@ -664,7 +793,10 @@ async fn create_lease(api: &Api<NumberLease>, name: &str, number: &str) -> Resul
 /// The floor for one lease: create, add the finalizer the way the operator does (kube's
 /// finalizer helper: one JSON patch), write the final status the way the operator does (one
 /// server-side apply of the status subresource, the fields a converged lease carries).
-async fn floor_one(api: &Api<NumberLease>, i: usize, number: &str) -> Result<(), BoxError> {
+///
+/// With `work` (the work floor) it also writes the pending status and publishes the Event, as
+/// the operator does around its create call.
+async fn floor_one(api: &Api<NumberLease>, i: usize, number: &str, work: Option<&WorkFloor>) -> Result<(), BoxError> {
     let name = lease_name(i);
     let created = create_lease(api, &name, number).await?;
     finalizer(api, FINALIZER, Arc::new(created.clone()), |_| async {
@@ -674,6 +806,38 @@ async fn floor_one(api: &Api<NumberLease>, i: usize, number: &str) -> Result<(),
     .map_err(|e| format!("adding the finalizer to {name}: {e}"))?;
     let now = now_rfc3339();
     let lease_id = format!("lse_{:016x}", rand::random::<u64>());
+    if let Some(plan) = work {
+        if plan.pending {
+            let leasing = Phase::Progressing {
+                reason: "Leasing",
+                message: format!("leasing {number} (monthly)"),
+            };
+            let pending = NumberLeaseStatus {
+                number: Some(number.to_string()),
+                create_requested_at: Some(now.clone()),
+                observed_generation: created.metadata.generation,
+                conditions: conditions(&[], created.metadata.generation, &leasing, &now),
+                ..NumberLeaseStatus::default()
+            };
+            if plan.pending_merge {
+                let (name, pp) = (lease_name(i), PatchParams::default());
+                let patch = Patch::Merge(json!({"status": pending}));
+                retry(|| api.patch_status(&name, &pp, &patch)).await?;
+            } else {
+                retry(|| apply_status(api, &created, &pending)).await?;
+            }
+        }
+        if let Some(recorder) = &plan.recorder {
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "Leased".into(),
+                note: Some(format!("leased {number} as lease {lease_id}")),
+                action: "Lease".into(),
+                secondary: None,
+            };
+            recorder.publish(&ev, &created.object_ref(&())).await?;
+        }
+    }
     let phase = Phase::Ready {
         reason: "Leased",
         message: format!("{number} is leased ({lease_id})"),
@@ -821,6 +985,7 @@ fn medians(rows: &[&RunResult]) -> Option<RunResult> {
         restart_mutating: rows.iter().map(|r| r.restart_mutating).max().unwrap_or(0),
         restart_calls: rows.iter().map(|r| r.restart_calls).max().unwrap_or(0),
         restart_writes: rows.iter().map(|r| r.restart_writes).fold(0.0, f64::max),
+        work_floor_s: first.work_floor_s.map(|_| m(&|r| r.work_floor_s.unwrap_or(0.0))),
         ..first
     })
 }
@@ -902,6 +1067,7 @@ fn print_table(args: &Args, results: &[RunResult]) {
             rows.push((format!("{n} med"), m));
         }
     }
+    let with_work: Vec<(String, RunResult)> = rows.iter().filter(|(_, r)| r.work_floor_s.is_some()).cloned().collect();
     for (label, r) in rows {
         let get = r.calls.get(Operation::Get.as_str()).copied().unwrap_or(0.0);
         let create = r.calls.get(Operation::Create.as_str()).copied().unwrap_or(0.0);
@@ -933,6 +1099,28 @@ fn print_table(args: &Args, results: &[RunResult]) {
                 r.restart_calls,
                 r.restart_writes + 0.0
             ),
+        );
+    }
+    if !with_work.is_empty() {
+        println!(
+            "\n{:>9} {:>8} {:>13} {:>10} {:>6} {:>16}",
+            "N", "floor s", "work floor s", "converge s", "ratio", "ratio vs work"
+        );
+        for (label, r) in &with_work {
+            let w = r.work_floor_s.unwrap_or(0.0);
+            println!(
+                "{:>9} {:>8.2} {:>13.2} {:>10.2} {:>6.2} {:>16.2}",
+                label,
+                r.floor_s,
+                w,
+                r.converge_s,
+                r.ratio,
+                r.converge_s / w.max(1e-9)
+            );
+        }
+        println!(
+            "work floor = the bare client makes every request the operator makes for a create (finalizer, pending status, Event,\n\
+             final status) with the operator's two watches open; ratio vs work = converge s / work floor s (the operator's own overhead)."
         );
     }
     println!(
