@@ -49,12 +49,7 @@ async fn the_operator_survives_an_api_server_restart() {
         .await
         .expect("delete");
     wait_obj(&env.leases(), "after", "Ready", T, nl_is_ready).await;
-    let api = env.leases();
-    wait_for("before-1 deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("before-1").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.leases(), "before-1").await;
     assert!(env.operator().is_running(), "the operator exited");
     let s = env.sandbox.state();
     assert!(s.current_lease(&nums[1]).is_none());

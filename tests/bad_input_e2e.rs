@@ -222,23 +222,7 @@ async fn impossible_but_valid_manifests_stall_with_a_clear_reason() {
     let mut env = Env::start("impossible").await;
     let nums = env.numbers(3);
     // Leased by another account.
-    {
-        contiguity_operator::contiguity::install_crypto_provider();
-        let pool = contiguity_operator::contiguity::ClientPool::new(
-            contiguity_operator::contiguity::ClientConfig {
-                base_url: env.sandbox.base_url(),
-                ..Default::default()
-            },
-            None,
-        );
-        let other = pool
-            .client(contiguity_operator::contiguity::ApiToken::new(OTHER_TOKEN.into()))
-            .expect("client");
-        other
-            .create(&nums[0], contiguity_operator::contiguity::BillingMethod::Monthly)
-            .await
-            .expect("lease");
-    }
+    lease_directly(&env.sandbox.base_url(), OTHER_TOKEN, &nums[0]).await;
     create_lease(&env.leases(), "taken", json!({"number": nums[0]})).await;
     create_lease(&env.leases(), "unknown", json!({"number": "+19995550000"})).await;
     create_lease(

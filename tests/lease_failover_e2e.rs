@@ -146,12 +146,7 @@ async fn deleting_the_failover_disables_it_at_the_sandbox() {
         .delete("fo", &DeleteParams::default())
         .await
         .expect("delete");
-    let api = env.failovers();
-    wait_for("failover deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("fo").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.failovers(), "fo").await;
     let at = failover_at_sandbox(&env, &number).expect("failover record");
     assert!(!at.enabled, "{at:?}");
     assert!(
@@ -176,12 +171,7 @@ async fn deleting_the_lease_disables_failover_before_terminating() {
         .delete("target", &DeleteParams::default())
         .await
         .expect("delete lease");
-    let api = env.leases();
-    wait_for("lease deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("target").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.leases(), "target").await;
     let s = env.sandbox.state();
     let calls = s.calls();
     let encoded = number.replace('+', "%2B");
@@ -200,12 +190,7 @@ async fn deleting_the_lease_disables_failover_before_terminating() {
         .delete("fo", &DeleteParams::default())
         .await
         .expect("delete failover");
-    let api = env.failovers();
-    wait_for("failover deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("fo").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.failovers(), "fo").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,22 +312,12 @@ async fn a_retained_lease_keeps_no_failover_once_its_failover_is_deleted() {
         .delete("target", &DeleteParams::default())
         .await
         .expect("delete lease");
-    let api = env.leases();
-    wait_for("lease resource deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("target").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.leases(), "target").await;
     env.failovers()
         .delete("fo", &DeleteParams::default())
         .await
         .expect("delete failover");
-    let api = env.failovers();
-    wait_for("failover deleted", T, || {
-        let api = api.clone();
-        async move { api.get_opt("fo").await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.failovers(), "fo").await;
     let lease = env
         .sandbox
         .state()

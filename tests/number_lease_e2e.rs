@@ -2,7 +2,7 @@
 
 mod support;
 
-use contiguity_operator::contiguity::{ApiToken, ClientConfig, ClientPool, Operation};
+use contiguity_operator::contiguity::Operation;
 use contiguity_operator::crd::NumberLease;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -19,31 +19,12 @@ fn mutating_calls(env: &Env) -> u64 {
         .sum()
 }
 
-async fn lease_directly(env: &Env, token: &str, number: &str) -> String {
-    contiguity_operator::contiguity::install_crypto_provider();
-    let pool = ClientPool::new(
-        ClientConfig {
-            base_url: env.sandbox.base_url(),
-            ..ClientConfig::default()
-        },
-        None,
-    );
-    let client = pool.client(ApiToken::new(token.to_string())).expect("client");
-    let created = client
-        .create(number, contiguity_operator::contiguity::BillingMethod::Monthly)
-        .await
-        .expect("lease outside the operator");
-    created.lease_id
+async fn lease_outside(env: &Env, token: &str, number: &str) -> String {
+    lease_directly(&env.sandbox.base_url(), token, number).await
 }
 
 async fn gone(env: &Env, ns: &str, name: &str) {
-    let api = env.leases_in(ns);
-    wait_for("resource deleted", T, || {
-        let api = api.clone();
-        let name = name.to_string();
-        async move { api.get_opt(&name).await.ok().flatten().is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&env.leases_in(ns), name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +142,7 @@ async fn retain_keeps_the_lease() {
 async fn observe_never_mutates() {
     let env = Env::start("nl-observe").await;
     let nums = env.numbers(2);
-    let lease_id = lease_directly(&env, TOKEN, &nums[0]).await;
+    let lease_id = lease_outside(&env, TOKEN, &nums[0]).await;
     env.sandbox.state().reset_calls();
     create_lease(
         &env.leases(),
@@ -208,8 +189,8 @@ async fn observe_never_mutates() {
 async fn adoption_never_stalls_and_if_leased_adopts_then_retains() {
     let env = Env::start("nl-adopt").await;
     let nums = env.numbers(2);
-    let id0 = lease_directly(&env, TOKEN, &nums[0]).await;
-    let id1 = lease_directly(&env, TOKEN, &nums[1]).await;
+    let id0 = lease_outside(&env, TOKEN, &nums[0]).await;
+    let id1 = lease_outside(&env, TOKEN, &nums[1]).await;
     create_lease(&env.leases(), "never", json!({"number": nums[0]})).await;
     create_lease(
         &env.leases(),

@@ -543,3 +543,35 @@ pub fn lf_is_ready(lf: &contiguity_operator::crd::LeaseFailover) -> bool {
             && condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True")
     })
 }
+
+/// Waits (60 s at most) until the named object no longer exists: its finalizers were removed.
+pub async fn wait_gone<K>(api: &kube::Api<K>, name: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(&format!("{name} to be deleted"), Duration::from_secs(60), || {
+        let api = api.clone();
+        let name = name.to_string();
+        async move { api.get_opt(&name).await.ok().flatten().is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// Leases `number` at the sandbox directly with `token`, outside the operator; the lease id.
+pub async fn lease_directly(sandbox_url: &str, token: &str, number: &str) -> String {
+    use contiguity_operator::contiguity::{ApiToken, BillingMethod, ClientConfig, ClientPool};
+    contiguity_operator::contiguity::install_crypto_provider();
+    let pool = ClientPool::new(
+        ClientConfig {
+            base_url: sandbox_url.to_string(),
+            ..ClientConfig::default()
+        },
+        None,
+    );
+    let client = pool.client(ApiToken::new(token.to_string())).expect("client");
+    client
+        .create(number, BillingMethod::Monthly)
+        .await
+        .expect("lease outside the operator")
+        .lease_id
+}
