@@ -28,6 +28,17 @@ fn pids(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `demo down` when dropped, so a failed assertion leaves no process behind.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            demo(self.0, "down");
+        }
+    }
+}
+
 fn alive(pid: &str) -> bool {
     Path::new("/proc").join(pid).exists()
 }
@@ -35,12 +46,10 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn make_demo_brings_the_examples_to_ready_and_demo_down_stops_everything() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/quickstart-{}", std::process::id()));
+    let _down = Down(&dir);
     let (ok, text) = demo(&dir, "up");
     let started = pids(&dir);
-    if !ok {
-        demo(&dir, "down");
-        panic!("demo up failed:\n{text}");
-    }
+    assert!(ok, "demo up failed:\n{text}");
     let rows: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("default ") && l.contains("numberlease.contiguity.com/"))
