@@ -237,14 +237,7 @@ async fn impossible_but_valid_manifests_stall_with_a_clear_reason() {
         ("nosecret", "CredentialsSecretNotFound"),
     ] {
         let obj = wait_obj(&env.leases(), name, reason, T, |nl| nl_stalled(nl, reason)).await;
-        let msg = obj
-            .status
-            .expect("status")
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Stalled")
-            .expect("c")
-            .message;
+        let msg = stalled_message(&obj);
         assert!(!msg.is_empty(), "{name}: empty message");
     }
     assert_eq!(

@@ -241,14 +241,7 @@ async fn the_same_number_in_two_namespaces_has_one_owner() {
         nl_stalled(nl, "NumberClaimed")
     })
     .await;
-    let msg = second
-        .status
-        .expect("status")
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("c")
-        .message;
+    let msg = stalled_message(&second);
     assert!(msg.contains(&env.ns) && msg.contains("first"), "{msg}");
     assert_eq!(env.sandbox.state().count_op(Operation::Create), 1);
     env.leases_in(&other_ns)
@@ -332,14 +325,7 @@ async fn a_bad_token_stalls_and_fixing_the_secret_recovers_without_restart() {
         nl_stalled(nl, "CredentialsRejected")
     })
     .await;
-    let message = nl
-        .status
-        .expect("s")
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("c")
-        .message;
+    let message = stalled_message(&nl);
     assert!(
         !message.contains("contiguity_sk_wrong"),
         "token leaked into status: {message}"

@@ -290,18 +290,7 @@ impl Operator {
 
     /// SIGTERM (graceful shutdown); returns the exit status after at most `timeout`.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        sigterm_and_wait(&mut self.child, timeout)
     }
 
     /// Starts the same command again (after [`Operator::kill`]).
@@ -574,4 +563,26 @@ pub async fn lease_directly(sandbox_url: &str, token: &str, number: &str) -> Str
         .await
         .expect("lease outside the operator")
         .lease_id
+}
+
+/// Sends SIGTERM to `child` and waits at most `timeout` for it to exit.
+pub fn sigterm_and_wait(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The message of the NumberLease's Stalled condition; panics when there is none.
+pub fn stalled_message(nl: &contiguity_operator::crd::NumberLease) -> String {
+    nl.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.message.clone())
+        .expect("a Stalled condition")
 }
