@@ -4,7 +4,7 @@
 //!
 //! Per N (default 100 and 1000; `--n 100,1000,10000` for more):
 //! 1. floor: a bare client creates N objects and writes what a converge needs at the minimum
-//!    (finalizer by JSON patch, final status by server-side apply), no operator, no Contiguity;
+//!    (finalizer by merge patch, final status by server-side apply), no operator, no Contiguity;
 //! 2. converge: the operator watches a fresh namespace, the same client creates N objects with
 //!    the same concurrency, timed until every object is Ready for its generation;
 //! 3. calls at the sandbox and API-server write requests per lease, operator peak RSS and CPU;
@@ -24,16 +24,14 @@ use common::tracker::Tracker;
 use contiguity_operator::contiguity::{Operation, install_crypto_provider};
 use contiguity_operator::controller::CONTROLLER_NAME;
 use contiguity_operator::controller::number_lease::FINALIZER;
-use contiguity_operator::crd::{BillingStatus, LeaseOrigin, NumberLease, NumberLeaseStatus};
+use contiguity_operator::crd::{BillingStatus, CREATE_REQUESTED_AT, LeaseOrigin, NumberLease, NumberLeaseStatus};
 use contiguity_operator::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use contiguity_operator::status::{Phase, apply_status, conditions, now_rfc3339};
 use futures::StreamExt;
 use kube::Resource;
 use kube::api::PartialObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::finalizer;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -83,17 +81,14 @@ struct Args {
     #[arg(long, default_value = "target/bench/converge.json")]
     out: PathBuf,
     /// Also measure a work floor: the bare client makes every API request the operator makes
-    /// for a create (adds the pending status write and the Event) with the operator's two
+    /// for a create (adds the create-requested-at marker to the finalizer patch, and the Event)
+    /// with the operator's two
     /// watches open; prints the converge's ratio to it too.
     #[arg(long)]
     work_floor: bool,
     /// Leave a part out of the work floor (repeatable), to see what each part costs.
     #[arg(long = "work-floor-without", value_enum)]
     work_floor_without: Vec<WorkPart>,
-    /// Write the work floor's pending status as a JSON merge patch instead of a server-side
-    /// apply (to compare the two request kinds' cost at the API server).
-    #[arg(long)]
-    work_floor_pending_merge: bool,
     /// Also write the sandbox's call log of the converge phase to target/bench/calls-n<N>.tsv.
     #[arg(long)]
     dump_calls: bool,
@@ -108,7 +103,7 @@ struct Args {
 /// Parts of the work floor beyond the floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum WorkPart {
-    /// The status write with createRequestedAt before the Contiguity create.
+    /// The create-requested-at annotation in the finalizer patch.
     Pending,
     /// The "Leased" Event.
     Event,
@@ -119,7 +114,6 @@ enum WorkPart {
 /// What the work floor does per lease beyond the floor.
 struct WorkFloor {
     pending: bool,
-    pending_merge: bool,
     recorder: Option<Recorder>,
 }
 
@@ -242,7 +236,6 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "resyncInterval": "10m",
             "workFloor": bench.args.work_floor,
             "workFloorWithout": bench.args.work_floor_without.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
-            "workFloorPendingMerge": bench.args.work_floor_pending_merge,
         },
         "runs": results.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
         "medians": median_json(&results),
@@ -647,8 +640,9 @@ impl Bench {
 
     /// The floor: a bare client creates `n` objects and writes what a converge needs at the
     /// minimum (finalizer, final status), in a fresh namespace that only the bench watches.
-    /// With `work`, it makes every request the operator makes for a create (finalizer,
-    /// pending status, Event, final status) with the operator's two watches open as well.
+    /// With `work`, it makes every request the operator makes for a create (finalizer with the
+    /// create-requested-at marker, Event, final status) with the operator's two watches open
+    /// as well.
     async fn floor(&self, n: usize, c: usize, numbers: &Arc<Vec<String>>, work: bool) -> Result<Floor, BoxError> {
         let what = if work { "work floor" } else { "floor" };
         let ns = self
@@ -678,7 +672,6 @@ impl Bench {
         let plan = work.then(|| {
             Arc::new(WorkFloor {
                 pending: !without(WorkPart::Pending),
-                pending_merge: self.args.work_floor_pending_merge,
                 recorder: (!without(WorkPart::Event)).then_some(recorder),
             })
         });
@@ -790,53 +783,35 @@ async fn create_lease(api: &Api<NumberLease>, name: &str, number: &str) -> Resul
     Ok(retry(|| api.create(&pp, &obj)).await?)
 }
 
-/// The floor for one lease: create, add the finalizer the way the operator does (kube's
-/// finalizer helper: one JSON patch), write the final status the way the operator does (one
-/// server-side apply of the status subresource, the fields a converged lease carries).
+/// The floor for one lease: create, add the finalizer the way the operator does (one merge
+/// patch conditional on the resourceVersion), write the final status the way the operator
+/// does (one server-side apply of the status subresource, the fields a converged lease
+/// carries).
 ///
-/// With `work` (the work floor) it also writes the pending status and publishes the Event, as
-/// the operator does around its create call.
+/// With `work` (the work floor) the finalizer patch also carries the create-requested-at
+/// marker and the Event is published, as the operator does around its create call.
 async fn floor_one(api: &Api<NumberLease>, i: usize, number: &str, work: Option<&WorkFloor>) -> Result<(), BoxError> {
     let name = lease_name(i);
     let created = create_lease(api, &name, number).await?;
-    finalizer(api, FINALIZER, Arc::new(created.clone()), |_| async {
-        Ok::<_, std::convert::Infallible>(Action::await_change())
-    })
-    .await
-    .map_err(|e| format!("adding the finalizer to {name}: {e}"))?;
     let now = now_rfc3339();
+    let mut meta = json!({"resourceVersion": created.metadata.resource_version, "finalizers": [FINALIZER]});
+    if work.is_some_and(|plan| plan.pending) {
+        meta["annotations"] = json!({ CREATE_REQUESTED_AT: now });
+    }
+    let (patch, pp) = (Patch::Merge(json!({ "metadata": meta })), PatchParams::default());
+    retry(|| api.patch(&name, &pp, &patch))
+        .await
+        .map_err(|e| format!("adding the finalizer to {name}: {e}"))?;
     let lease_id = format!("lse_{:016x}", rand::random::<u64>());
-    if let Some(plan) = work {
-        if plan.pending {
-            let leasing = Phase::Progressing {
-                reason: "Leasing",
-                message: format!("leasing {number} (monthly)"),
-            };
-            let pending = NumberLeaseStatus {
-                number: Some(number.to_string()),
-                create_requested_at: Some(now.clone()),
-                observed_generation: created.metadata.generation,
-                conditions: conditions(&[], created.metadata.generation, &leasing, &now),
-                ..NumberLeaseStatus::default()
-            };
-            if plan.pending_merge {
-                let (name, pp) = (lease_name(i), PatchParams::default());
-                let patch = Patch::Merge(json!({"status": pending}));
-                retry(|| api.patch_status(&name, &pp, &patch)).await?;
-            } else {
-                retry(|| apply_status(api, &created, &pending)).await?;
-            }
-        }
-        if let Some(recorder) = &plan.recorder {
-            let ev = Event {
-                type_: EventType::Normal,
-                reason: "Leased".into(),
-                note: Some(format!("leased {number} as lease {lease_id}")),
-                action: "Lease".into(),
-                secondary: None,
-            };
-            recorder.publish(&ev, &created.object_ref(&())).await?;
-        }
+    if let Some(recorder) = work.and_then(|plan| plan.recorder.as_ref()) {
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: "Leased".into(),
+            note: Some(format!("leased {number} as lease {lease_id}")),
+            action: "Lease".into(),
+            secondary: None,
+        };
+        recorder.publish(&ev, &created.object_ref(&())).await?;
     }
     let phase = Phase::Ready {
         reason: "Leased",
@@ -1119,8 +1094,8 @@ fn print_table(args: &Args, results: &[RunResult]) {
             );
         }
         println!(
-            "work floor = the bare client makes every request the operator makes for a create (finalizer, pending status, Event,\n\
-             final status) with the operator's two watches open; ratio vs work = converge s / work floor s (the operator's own overhead)."
+            "work floor = the bare client makes every request the operator makes for a create (finalizer with the\n\
+             create-requested-at marker, Event, final status) with the operator's two watches open; ratio vs work = converge s / work floor s (the operator's own overhead)."
         );
     }
     println!(

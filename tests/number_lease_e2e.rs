@@ -4,6 +4,7 @@ mod support;
 
 use contiguity_operator::contiguity::Operation;
 use contiguity_operator::crd::NumberLease;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use std::time::Duration;
@@ -47,7 +48,8 @@ async fn create_becomes_ready_with_the_sandbox_lease_id() {
         st.billing.as_ref().and_then(|b| b.monthly_rate.clone()).is_some(),
         "{st:?}"
     );
-    assert_eq!(st.create_requested_at, None);
+    // The create was marked before it was sent, with the finalizer, and the mark stays.
+    assert!(nl.create_requested_at().is_some(), "{:?}", nl.metadata.annotations);
     assert!(
         nl.metadata
             .finalizers
@@ -484,7 +486,7 @@ async fn a_lost_create_reply_and_a_crash_before_the_status_write_lease_once() {
     s.fail_next(Operation::Get, 10_000, 503);
     s.lose_next_reply(Operation::Create, 1);
     create_lease(&env.leases(), "crash", json!({"number": number})).await;
-    // The create is applied, its reply lost: status has createRequestedAt and no leaseId.
+    // The create is applied, its reply lost: the resource is marked and has no leaseId.
     wait_for("dropped create", T, || async {
         env.sandbox
             .state()
@@ -496,8 +498,12 @@ async fn a_lost_create_reply_and_a_crash_before_the_status_write_lease_once() {
     .await;
     env.operator().kill();
     let nl: NumberLease = env.leases().get("crash").await.expect("get");
-    let st = nl.status.clone().expect("status");
-    assert!(st.create_requested_at.is_some() && st.lease_id.is_none(), "{st:?}");
+    assert!(nl.create_requested_at().is_some(), "{:?}", nl.metadata);
+    assert!(
+        nl.status.as_ref().is_none_or(|s| s.lease_id.is_none()),
+        "{:?}",
+        nl.status
+    );
     assert!(env.sandbox.state().current_lease(&number).is_some());
     env.sandbox.state().clear_one_shots();
     env.operator().restart();
@@ -519,8 +525,8 @@ async fn a_crash_before_the_create_leases_once() {
         .state()
         .delay_next(Operation::Create, 1, Duration::from_secs(4));
     create_lease(&env.leases(), "early", json!({"number": number})).await;
-    wait_obj(&env.leases(), "early", "createRequestedAt set", T, |nl| {
-        nl.status.as_ref().is_some_and(|s| s.create_requested_at.is_some())
+    wait_obj(&env.leases(), "early", "create marked as requested", T, |nl| {
+        nl.create_requested_at().is_some()
     })
     .await;
     env.operator().kill();
@@ -606,6 +612,30 @@ async fn a_lost_create_reply_is_recognised_without_a_crash() {
         nl.status.and_then(|s| s.origin),
         Some(contiguity_operator::crd::LeaseOrigin::Created)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_unmarks_the_resource_so_a_later_outside_lease_is_not_taken() {
+    let env = Env::start("nl-refused").await;
+    let number = env.numbers(1).remove(0);
+    env.sandbox.state().fail_next(Operation::Create, 1, 400);
+    create_lease(&env.leases(), "no", json!({"number": number})).await;
+    let nl = wait_obj(&env.leases(), "no", "Stalled RequestRefused", T, |nl| {
+        nl_stalled(nl, "RequestRefused")
+    })
+    .await;
+    assert_eq!(nl.create_requested_at(), None, "{:?}", nl.metadata.annotations);
+    assert!(nl.finalizers().iter().any(|f| f == "contiguity.com/terminate-lease"));
+    // The account leases the number some other way; deleting the resource must not end it.
+    let outside = lease_outside(&env, TOKEN, &number).await;
+    env.leases()
+        .delete("no", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&env, &env.ns, "no").await;
+    let s = env.sandbox.state();
+    assert_eq!(s.current_lease(&number).map(|l| l.lease_id), Some(outside));
+    assert_eq!(s.count_op(Operation::Terminate), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

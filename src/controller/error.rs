@@ -80,15 +80,3 @@ pub fn kube_is_transient(e: &kube::Error) -> bool {
         _ => true,
     }
 }
-
-/// Flattens the finalizer helper's error into ours.
-pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Error {
-    use kube::runtime::finalizer::Error as F;
-    match e {
-        F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-        F::AddFinalizer(e) => Error::Finalizer(format!("adding the finalizer failed: {e}")),
-        F::RemoveFinalizer(e) => Error::Finalizer(format!("removing the finalizer failed: {e}")),
-        F::UnnamedObject => Error::InvalidObject("object has no name".into()),
-        F::InvalidFinalizer => Error::Finalizer("invalid finalizer path".into()),
-    }
-}

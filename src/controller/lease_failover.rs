@@ -262,6 +262,9 @@ async fn converge(
         }),
         numbers: desired.numbers.clone(),
     };
+    // A crash right after the configure must still leave the resource guarded, so that
+    // deleting it disables failover.
+    let lf = &reconcile::ensure_finalizer(ctx, lf, api, &[]).await?;
     client.configure(number, &body).await?;
     ctx.snapshots.invalidate(client);
     let note = if drift {

@@ -3,9 +3,9 @@
 //!
 //! Invariants:
 //! - the number is looked up before any create, and a create is only sent for a number that is
-//!   available; `status.createRequestedAt` is written *before* the create so that, after a
-//!   crash or a lost reply, the lease found at Contiguity is recognised as ours (no second
-//!   create, no leak, no false "already leased");
+//!   available; the create-requested-at annotation is written (with the finalizer, in one
+//!   write) *before* the create so that, after a crash or a lost reply, the lease found at
+//!   Contiguity is recognised as ours (no second create, no leak, no false "already leased");
 //! - one owner per number: the oldest NumberLease declaring a number owns it; the others are
 //!   Stalled (`NumberClaimed`) and never call a mutating operation;
 //! - a lease that ended outside the cluster is reported (`LeaseLost`), never leased again
@@ -17,8 +17,8 @@ use super::error::Error;
 use super::reconcile::{self, Managed, write};
 use crate::contiguity::{self, ContiguityClient, FailoverConfig, LeaseStatus, NumberRecord, NumberStatus};
 use crate::crd::{
-    BillingStatus, CapabilitiesStatus, ConditionType, DeletionPolicy, LeaseOrigin, ManagementPolicy, NumberLease,
-    NumberLeaseStatus,
+    BillingStatus, CREATE_REQUESTED_AT, CapabilitiesStatus, ConditionType, DeletionPolicy, LeaseOrigin,
+    ManagementPolicy, NumberLease, NumberLeaseStatus,
 };
 use crate::metrics::LeaseContribution;
 use crate::status::{Phase, now_rfc3339, reason_of};
@@ -115,11 +115,7 @@ fn claim_rank(
     Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     Option<String>,
 ) {
-    let busy = holds_lease(nl)
-        || nl
-            .status
-            .as_ref()
-            .is_some_and(|s| s.create_requested_at.is_some() && s.number.as_deref() == Some(nl.spec.number.as_str()));
+    let busy = holds_lease(nl) || nl.create_requested_at().is_some();
     (!busy, nl.metadata.creation_timestamp.clone(), nl.uid())
 }
 
@@ -259,7 +255,7 @@ async fn converge_unknown_lease(
         if observe {
             return record_lease(nl, api, ctx, old, &rec, LeaseOrigin::Observed).await;
         }
-        if old.create_requested_at.is_some() || fresh_read_has_pending_create(nl, api).await? {
+        if nl.create_requested_at().is_some() || fresh_read_has_pending_create(nl, api).await? {
             return record_lease(nl, api, ctx, old, &rec, LeaseOrigin::Created).await;
         }
         if nl.spec.adoption == crate::crd::Adoption::IfLeased {
@@ -307,65 +303,66 @@ async fn create_lease(
     old: NumberLeaseStatus,
 ) -> Result<Action, Error> {
     let number = nl.spec.number.as_str();
-    let mut pending = base_status(&old);
-    pending.number = Some(number.to_string());
-    pending.create_requested_at = Some(now_rfc3339());
-    let phase = Phase::Progressing {
-        reason: reason::LEASING,
-        message: format!("leasing {number} ({})", nl.spec.billing_method.as_str()),
-    };
     // Must reach the API server before the create is sent: it is how a later reconcile knows
-    // that a lease found at Contiguity is this resource's own.
-    write(ctx, nl, api, pending.clone(), &phase).await?;
+    // that a lease found at Contiguity is this resource's own. One write carries the marker
+    // and the finalizer, conditional on the resourceVersion this decision was made on.
+    let marker = nl.create_requested_at().map_or_else(now_rfc3339, str::to_string);
+    let nl = &reconcile::ensure_finalizer(ctx, nl, api, &[(CREATE_REQUESTED_AT, Some(marker))]).await?;
     let billing = match nl.spec.billing_method {
         crate::crd::BillingMethod::Monthly => contiguity::BillingMethod::Monthly,
         crate::crd::BillingMethod::ServiceContract => contiguity::BillingMethod::ServiceContract,
     };
-    match client.create(number, billing).await {
-        Ok(created) => {
-            ctx.snapshots.invalidate(client);
-            let note = format!("leased {number} as lease {}", created.lease_id);
-            ctx.event(nl, EventType::Normal, "Leased", "Lease", note).await;
-            let mut st = pending;
-            st.create_requested_at = None;
-            st.lease_id = Some(created.lease_id.clone());
-            st.lease_status = Some(created.status.as_str().to_string());
-            st.origin = Some(LeaseOrigin::Created);
-            st.terminated_at = None;
-            let price = created.billing.price.clone();
-            st.billing = Some(BillingStatus {
-                method: Some(created.billing.method.as_str().to_string()),
-                currency: price.as_ref().map(|p| p.currency.as_str().to_string()),
-                monthly_rate: price.as_ref().map(|p| money(p.monthly_rate)),
-                upfront_fee: price.as_ref().map(|p| money(p.upfront_fee)),
-                period_start: created.billing.period.as_ref().and_then(|p| p.start.as_ref()).map(ts),
-                period_end: created.billing.period.as_ref().and_then(|p| p.end.as_ref()).map(ts),
-            });
-            st.last_sync_time = Some(now_rfc3339());
-            let live = lease_is_live(Some(&created.status));
-            let phase = if live {
-                Phase::Ready {
-                    reason: reason::LEASED,
-                    message: format!("{number} is leased ({})", created.lease_id),
-                }
-            } else {
-                Phase::Progressing {
-                    reason: reason::LEASING,
-                    message: format!("lease {} reported status {}", created.lease_id, created.status.as_str()),
-                }
-            };
-            write(ctx, nl, api, st, &phase).await?;
-            let spend = price.map(|p| (p.currency.as_str().to_string(), p.monthly_rate));
-            ctx.metrics.set_lease(
-                &nl.uid().unwrap_or_default(),
-                Some(contribution(created.status.as_str(), spend)),
-            );
-            Ok(Action::requeue(jitter(ctx.settings.resync_interval, 0.1)))
+    let created = match client.create(number, billing).await {
+        Ok(created) => created,
+        Err(e) if !e.is_transient() => {
+            // Refused outright: no lease exists, so the marker must not make a lease the
+            // account takes later look like this resource's own.
+            let nl = &reconcile::ensure_finalizer(ctx, nl, api, &[(CREATE_REQUESTED_AT, None)]).await?;
+            let (reason, message) = classify_permanent(&e);
+            return stall(nl, api, ctx, base_status(&old), reason, message).await;
         }
         // Ambiguous or transient: the next reconcile looks the number up and recognises the
-        // lease by createRequestedAt if it was made.
-        Err(e) => Err(e.into()),
-    }
+        // lease by the marker if it was made.
+        Err(e) => return Err(e.into()),
+    };
+    ctx.snapshots.invalidate(client);
+    let note = format!("leased {number} as lease {}", created.lease_id);
+    ctx.event(nl, EventType::Normal, "Leased", "Lease", note).await;
+    let mut st = base_status(&old);
+    st.number = Some(number.to_string());
+    st.lease_id = Some(created.lease_id.clone());
+    st.lease_status = Some(created.status.as_str().to_string());
+    st.origin = Some(LeaseOrigin::Created);
+    st.terminated_at = None;
+    let price = created.billing.price.clone();
+    st.billing = Some(BillingStatus {
+        method: Some(created.billing.method.as_str().to_string()),
+        currency: price.as_ref().map(|p| p.currency.as_str().to_string()),
+        monthly_rate: price.as_ref().map(|p| money(p.monthly_rate)),
+        upfront_fee: price.as_ref().map(|p| money(p.upfront_fee)),
+        period_start: created.billing.period.as_ref().and_then(|p| p.start.as_ref()).map(ts),
+        period_end: created.billing.period.as_ref().and_then(|p| p.end.as_ref()).map(ts),
+    });
+    st.last_sync_time = Some(now_rfc3339());
+    let live = lease_is_live(Some(&created.status));
+    let phase = if live {
+        Phase::Ready {
+            reason: reason::LEASED,
+            message: format!("{number} is leased ({})", created.lease_id),
+        }
+    } else {
+        Phase::Progressing {
+            reason: reason::LEASING,
+            message: format!("lease {} reported status {}", created.lease_id, created.status.as_str()),
+        }
+    };
+    write(ctx, nl, api, st, &phase).await?;
+    let spend = price.map(|p| (p.currency.as_str().to_string(), p.monthly_rate));
+    ctx.metrics.set_lease(
+        &nl.uid().unwrap_or_default(),
+        Some(contribution(created.status.as_str(), spend)),
+    );
+    Ok(Action::requeue(jitter(ctx.settings.resync_interval, 0.1)))
 }
 
 /// Writes a status that records `rec` as the lease of this resource.
@@ -380,7 +377,6 @@ async fn record_lease(
     let number = nl.spec.number.as_str();
     let mut st = base_status(&old);
     st.number = Some(number.to_string());
-    st.create_requested_at = None;
     st.lease_id = rec.lease_id.clone();
     st.lease_status = rec.lease_status.as_ref().map(|s| s.as_str().to_string());
     st.origin = Some(origin);
@@ -516,7 +512,7 @@ async fn terminate_if_held(nl: &NumberLease, _api: &Api<NumberLease>, ctx: &Cont
     let status = nl.status.clone().unwrap_or_default();
     let policy = nl.effective_deletion_policy();
     let holds = holds_lease(nl);
-    let pending = status.create_requested_at.is_some() && status.number.as_deref() == Some(number);
+    let pending = nl.create_requested_at().is_some();
     let lost = reason_of(&status.conditions, ConditionType::Ready) == Some(reason::LEASE_LOST);
     if nl.spec.management_policy == ManagementPolicy::Observe || policy == DeletionPolicy::Retain {
         if holds {
@@ -655,13 +651,12 @@ fn base_status(old: &NumberLeaseStatus) -> NumberLeaseStatus {
 }
 
 /// Whether a fresh read of the object from the API server shows a create in flight. Guards
-/// against a stale cache right after this operator wrote `createRequestedAt`.
+/// against a stale cache right after this operator marked a create as requested.
 async fn fresh_read_has_pending_create(nl: &NumberLease, api: &Api<NumberLease>) -> Result<bool, Error> {
     let fresh = api.get_opt(&nl.name_any()).await?;
     Ok(fresh
         .filter(|f| f.uid() == nl.uid())
-        .and_then(|f| f.status)
-        .is_some_and(|s| s.create_requested_at.is_some()))
+        .is_some_and(|f| f.create_requested_at().is_some()))
 }
 
 fn lease_is_live(status: Option<&LeaseStatus>) -> bool {

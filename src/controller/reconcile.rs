@@ -3,14 +3,14 @@
 //! Each kind supplies its apply and cleanup through [`Managed`].
 
 use super::context::Context;
-use super::error::{Error, from_finalizer};
+use super::error::Error;
 use crate::crd::{ConditionType, ConditionedStatus};
 use crate::status::{Phase, apply_status, conditions, is_true, now_rfc3339, reason_of};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,7 +47,9 @@ pub trait Managed:
     /// The current status, if any.
     fn status_of(&self) -> Option<&Self::Status>;
 
-    /// Converges the external state on the spec (the finalizer is in place).
+    /// Converges the external state on the spec. The finalizer may not be in place yet:
+    /// [`write`] adds it before the first status write, and an implementation calls
+    /// [`ensure_finalizer`] itself before it changes anything outside the cluster.
     fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
 
     /// Undoes the external state on delete; the finalizer is removed when this succeeds.
@@ -65,27 +67,28 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| Error::InvalidObject(format!("{} without namespace", K::KIND)))?;
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &ns);
     let key = object_key(&*obj);
-    let result = finalizer(&api, K::FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(obj) => {
-                if ctx.writes.is_stale(&*obj) {
-                    // Triggered by a watch event older than our own last status write: that
-                    // write's event is on its way and triggers again; acting now would redo
-                    // finished work on stale status.
-                    return Ok(Action::requeue(Duration::from_secs(5)));
+    let result = if obj.meta().deletion_timestamp.is_some() {
+        if has_finalizer(&*obj) {
+            match K::cleanup(&obj, &api, &ctx).await {
+                Ok(action) => {
+                    remove_finalizer(&api, &*obj).await?;
+                    ctx.stalls.forget(&key);
+                    ctx.writes.forget(obj.meta().uid.as_deref());
+                    Ok(action)
                 }
-                K::apply(&obj, &api, &ctx).await
+                Err(e) => Err(e),
             }
-            Finalizer::Cleanup(obj) => {
-                let action = K::cleanup(&obj, &api, &ctx).await?;
-                ctx.stalls.forget(&object_key(&*obj));
-                ctx.writes.forget(obj.meta().uid.as_deref());
-                Ok(action)
-            }
+        } else {
+            // Nothing of ours guards it: the API server removes it once other finalizers go.
+            Ok(Action::await_change())
         }
-    })
-    .await
-    .map_err(from_finalizer);
+    } else if ctx.writes.is_stale(&*obj) {
+        // Triggered by a watch event older than our own last write: that write's event is on
+        // its way; acting now would redo finished work on stale status.
+        Ok(Action::requeue(Duration::from_secs(5)))
+    } else {
+        K::apply(&obj, &api, &ctx).await
+    };
     let label = match &result {
         Ok(_) => {
             ctx.backoff.reset(&key);
@@ -146,9 +149,96 @@ pub async fn write<K: Managed>(
     if st == old {
         return Ok(());
     }
+    let guarded;
+    let obj = if has_finalizer(obj) || obj.meta().deletion_timestamp.is_some() {
+        obj
+    } else {
+        // The first write about an object brings the finalizer: whatever status says from now
+        // on, deleting the object passes through cleanup.
+        guarded = ensure_finalizer(ctx, obj, api, &[]).await?;
+        &guarded
+    };
     let rv = apply_status(api, obj, &st).await?;
     ctx.writes.wrote(obj.meta().uid.clone(), rv);
     Ok(())
+}
+
+/// Whether `obj` carries the finalizer of its kind.
+pub fn has_finalizer<K: Managed>(obj: &K) -> bool {
+    obj.finalizers().iter().any(|f| f == K::FINALIZER)
+}
+
+/// Adds the finalizer of the kind and sets `annotations` (a `None` value removes one) in a
+/// single write, unless all are in place already. Returns the object as written.
+///
+/// The write is conditional on the resourceVersion `obj` was read at: a reconcile working
+/// from a stale cache gets a conflict (retried) instead of acting on what it believed.
+/// Call it before changing anything outside the cluster, so that a crash right after still
+/// leaves the object guarded (and marked).
+pub async fn ensure_finalizer<K: Managed>(
+    ctx: &Context,
+    obj: &K,
+    api: &Api<K>,
+    annotations: &[(&str, Option<String>)],
+) -> Result<K, Error> {
+    let current = obj.annotations();
+    let annotations_set = annotations
+        .iter()
+        .all(|(k, v)| current.get(*k).map(String::as_str) == v.as_deref());
+    if has_finalizer(obj) && annotations_set {
+        return Ok(obj.clone());
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    if !has_finalizer(obj) {
+        finalizers.push(K::FINALIZER.to_string());
+    }
+    let mut meta = serde_json::json!({
+        "resourceVersion": obj.resource_version(),
+        "finalizers": finalizers,
+    });
+    if !annotations.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.clone().map_or(serde_json::Value::Null, serde_json::Value::String),
+                )
+            })
+            .collect();
+        meta["annotations"] = serde_json::Value::Object(map);
+    }
+    let body = serde_json::json!({ "metadata": meta });
+    let written = api
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .map_err(|e| Error::Finalizer(format!("adding the finalizer failed: {e}")))?;
+    ctx.writes
+        .wrote(written.meta().uid.clone(), written.meta().resource_version.clone());
+    Ok(written)
+}
+
+/// Removes the finalizer of the kind, on the condition that it is still where `obj` has it.
+async fn remove_finalizer<K: Managed>(api: &Api<K>, obj: &K) -> Result<(), Error> {
+    let Some(index) = obj.finalizers().iter().position(|f| f == K::FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let ops = serde_json::json!([
+        { "op": "test", "path": path, "value": K::FINALIZER },
+        { "op": "remove", "path": path },
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops)
+        .map_err(|e| Error::Finalizer(format!("building the finalizer removal failed: {e}")))?;
+    match api
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone (another replica finished first, or the object was removed).
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Finalizer(format!("removing the finalizer failed: {e}"))),
+    }
 }
 
 /// Reports a permanent failure: Stalled, a Warning Event (once per reason and generation),

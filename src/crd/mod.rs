@@ -13,12 +13,20 @@ pub use lease_failover::{
     AppliedFailover, FailoverMode, LeaseFailover, LeaseFailoverSpec, LeaseFailoverStatus, LeaseRef,
 };
 pub use number_lease::{
-    Adoption, BillingMethod, BillingStatus, CapabilitiesStatus, DeletionPolicy, LeaseOrigin, ManagementPolicy,
-    NumberLease, NumberLeaseSpec, NumberLeaseStatus, SecretKeyRef,
+    Adoption, BillingMethod, BillingStatus, CREATE_REQUESTED_AT, CapabilitiesStatus, DeletionPolicy, LeaseOrigin,
+    ManagementPolicy, NumberLease, NumberLeaseSpec, NumberLeaseStatus, SecretKeyRef,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+
+/// The annotations the operator writes on objects of `kind`, with their user documentation.
+pub fn annotations_of(kind: &str) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        "NumberLease" => number_lease::ANNOTATIONS,
+        _ => &[],
+    }
+}
 
 /// API group of every resource of the operator.
 pub const GROUP: &str = "contiguity.com";

@@ -210,11 +210,6 @@ pub struct NumberLeaseStatus {
     /// When the lease ended (RFC 3339), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated_at: Option<String>,
-    /// Set while a lease request is in flight or its outcome is not yet recorded (RFC 3339).
-    /// It lets the operator recognise its own lease after a crash or a lost reply instead of
-    /// leasing twice or mistaking it for someone else's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_requested_at: Option<String>,
     /// When the operator last compared this resource with Contiguity (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
@@ -263,7 +258,36 @@ pub struct CapabilitiesStatus {
     pub intl_sms: Option<bool>,
 }
 
+/// Annotation the operator sets (RFC 3339 time), together with its finalizer and in the same
+/// write, just before it asks Contiguity for a lease. After a crash or a lost reply it is how
+/// the operator recognises the lease it finds at Contiguity as this resource's own: no second
+/// lease, no forgotten one, no false "already leased". It stays after the lease is recorded
+/// and is removed when Contiguity refuses the request outright. Do not set it by hand: a
+/// resource carrying it would take a lease the account already holds as its own.
+pub const CREATE_REQUESTED_AT: &str = "contiguity.com/create-requested-at";
+
+/// The annotations the operator writes on a NumberLease and what they tell users (rendered
+/// into the CRD reference).
+pub const ANNOTATIONS: &[(&str, &str)] = &[(
+    CREATE_REQUESTED_AT,
+    "When the operator asked Contiguity to lease the number (RFC 3339). Written together with the finalizer, \
+     before the request is sent, so that after a crash or a lost reply the lease found at Contiguity is \
+     recognised as this resource's own (no second lease, none forgotten). It stays after the lease is recorded \
+     and is removed when Contiguity refuses the request. Do not set it by hand: a resource carrying it takes a \
+     lease the account already holds for its number as its own.",
+)];
+
 impl NumberLease {
+    /// When this resource asked Contiguity for a lease of its number, if it did (see
+    /// [`CREATE_REQUESTED_AT`]).
+    pub fn create_requested_at(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CREATE_REQUESTED_AT))
+            .map(String::as_str)
+    }
+
     /// The deletion policy in effect, taking the origin of the lease into account.
     pub fn effective_deletion_policy(&self) -> DeletionPolicy {
         if let Some(policy) = self.spec.deletion_policy {

@@ -39,6 +39,17 @@ pub fn markdown(crds: &[CustomResourceDefinition]) -> String {
                 }
                 out.push('\n');
             }
+            let annotations = super::annotations_of(&names.kind);
+            if !annotations.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "### Annotations the operator writes\n\n| Annotation | Description |\n|---|---|"
+                );
+                for (name, desc) in annotations {
+                    let _ = writeln!(out, "| `{name}` | {desc} |");
+                }
+                out.push('\n');
+            }
         }
     }
     out
