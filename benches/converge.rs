@@ -23,15 +23,14 @@ use common::scrape::{self, ApiServerMetrics, ProcStats, Requests};
 use common::tracker::Tracker;
 use contiguity_operator::contiguity::{Operation, install_crypto_provider};
 use contiguity_operator::controller::CONTROLLER_NAME;
+use contiguity_operator::controller::events::Events;
 use contiguity_operator::controller::number_lease::FINALIZER;
 use contiguity_operator::crd::{BillingStatus, CREATE_REQUESTED_AT, LeaseOrigin, NumberLease, NumberLeaseStatus};
 use contiguity_operator::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use contiguity_operator::status::{Phase, apply_status, conditions, now_rfc3339};
 use futures::StreamExt;
-use kube::Resource;
-use kube::api::PartialObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -82,8 +81,7 @@ struct Args {
     out: PathBuf,
     /// Also measure a work floor: the bare client makes every API request the operator makes
     /// for a create (adds the create-requested-at marker to the finalizer patch, and the Event)
-    /// with the operator's two
-    /// watches open; prints the converge's ratio to it too.
+    /// with the operator's watch open; prints the converge's ratio to it too.
     #[arg(long)]
     work_floor: bool,
     /// Leave a part out of the work floor (repeatable), to see what each part costs.
@@ -107,14 +105,14 @@ enum WorkPart {
     Pending,
     /// The "Leased" Event.
     Event,
-    /// The operator's two NumberLease watches (full and metadata-only).
+    /// The operator's NumberLease watch.
     Watches,
 }
 
 /// What the work floor does per lease beyond the floor.
 struct WorkFloor {
     pending: bool,
-    recorder: Option<Recorder>,
+    events: Option<Events>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -255,15 +253,15 @@ struct Floor {
     cleanup: Duration,
 }
 
-/// The operator's two NumberLease watches (full objects for its cache, metadata for the
-/// LeaseFailover triggers), drained, so the work floor pays the same watch fan-out.
-fn operator_like_watches(client: &kube::Client, ns: &str) -> tokio::task::JoinHandle<()> {
+/// The operator's NumberLease watch (full objects, shared by its cache and both controllers),
+/// drained, so the work floor pays the same watch fan-out.
+fn operator_like_watch(client: &kube::Client, ns: &str) -> tokio::task::JoinHandle<()> {
     let full: Api<NumberLease> = Api::namespaced(client.clone(), ns);
-    let meta: Api<PartialObjectMeta<NumberLease>> = Api::namespaced(client.clone(), ns);
     tokio::spawn(async move {
-        let a = watcher(full, watcher::Config::default().any_semantic()).default_backoff();
-        let b = watcher(meta, watcher::Config::default().any_semantic()).default_backoff();
-        futures::join!(a.for_each(|_| async {}), b.for_each(|_| async {}));
+        watcher(full, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .for_each(|_| async {})
+            .await;
     })
 }
 
@@ -641,7 +639,7 @@ impl Bench {
     /// The floor: a bare client creates `n` objects and writes what a converge needs at the
     /// minimum (finalizer, final status), in a fresh namespace that only the bench watches.
     /// With `work`, it makes every request the operator makes for a create (finalizer with the
-    /// create-requested-at marker, Event, final status) with the operator's two watches open
+    /// create-requested-at marker, Event, final status) with the operator's watch open
     /// as well.
     async fn floor(&self, n: usize, c: usize, numbers: &Arc<Vec<String>>, work: bool) -> Result<Floor, BoxError> {
         let what = if work { "work floor" } else { "floor" };
@@ -658,21 +656,15 @@ impl Bench {
             .ok_or("the watch of the floor namespace never synced")?;
         let without = |p: WorkPart| self.args.work_floor_without.contains(&p);
         let extra_watches = if work && !without(WorkPart::Watches) {
-            Some(operator_like_watches(&self.kube, &ns))
+            Some(operator_like_watch(&self.kube, &ns))
         } else {
             None
         };
-        let recorder = Recorder::new(
-            self.kube.clone(),
-            Reporter {
-                controller: CONTROLLER_NAME.into(),
-                instance: Some("bench-work-floor".into()),
-            },
-        );
+        let events = Events::new(self.kube.clone(), CONTROLLER_NAME, Some("bench-work-floor".into()));
         let plan = work.then(|| {
             Arc::new(WorkFloor {
                 pending: !without(WorkPart::Pending),
-                recorder: (!without(WorkPart::Event)).then_some(recorder),
+                events: (!without(WorkPart::Event)).then_some(events),
             })
         });
         let load = loadavg();
@@ -803,15 +795,11 @@ async fn floor_one(api: &Api<NumberLease>, i: usize, number: &str, work: Option<
         .await
         .map_err(|e| format!("adding the finalizer to {name}: {e}"))?;
     let lease_id = format!("lse_{:016x}", rand::random::<u64>());
-    if let Some(recorder) = work.and_then(|plan| plan.recorder.as_ref()) {
-        let ev = Event {
-            type_: EventType::Normal,
-            reason: "Leased".into(),
-            note: Some(format!("leased {number} as lease {lease_id}")),
-            action: "Lease".into(),
-            secondary: None,
-        };
-        recorder.publish(&ev, &created.object_ref(&())).await?;
+    if let Some(events) = work.and_then(|plan| plan.events.as_ref()) {
+        let note = format!("leased {number} as lease {lease_id}");
+        events
+            .publish(&created, EventType::Normal, "Leased", "Lease", &note)
+            .await?;
     }
     let phase = Phase::Ready {
         reason: "Leased",
@@ -1095,7 +1083,7 @@ fn print_table(args: &Args, results: &[RunResult]) {
         }
         println!(
             "work floor = the bare client makes every request the operator makes for a create (finalizer with the\n\
-             create-requested-at marker, Event, final status) with the operator's two watches open; ratio vs work = converge s / work floor s (the operator's own overhead)."
+             create-requested-at marker, Event, final status) with the operator's watch open; ratio vs work = converge s / work floor s (the operator's own overhead)."
         );
     }
     println!(

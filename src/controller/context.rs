@@ -3,12 +3,13 @@
 use super::backoff::Backoff;
 use super::credentials::Credentials;
 use super::error::Error;
+use super::events::Events;
 use super::leased_snapshot::LeasedSnapshots;
 use crate::contiguity::{ClientPool, ContiguityClient};
 use crate::crd::{LeaseFailover, NumberLease, SecretKeyRef};
 use crate::metrics::Metrics;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,7 @@ pub struct Context {
     /// Shared `leased` listings per token.
     pub snapshots: LeasedSnapshots,
     /// Event publisher.
-    pub recorder: Recorder,
+    pub events: Events,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// NumberLease caches of every watched namespace.
@@ -154,14 +155,7 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.events.publish(obj, type_, reason, action, &note).await {
             tracing::warn!(error = %e, reason, "publishing an Event failed");
         }
     }

@@ -2,14 +2,15 @@
 //! wiring that runs them over one or more watched namespaces.
 //!
 //! Each watched scope (one namespace, or the whole cluster) gets a NumberLease controller and a
-//! LeaseFailover controller. Caches drop `managedFields` to save memory. Secrets are watched
-//! metadata-only (their values are read on demand and cached by resourceVersion) so that a
-//! changed Secret re-triggers the resources that reference it.
+//! LeaseFailover controller, sharing one NumberLease watch. Caches drop `managedFields` to
+//! save memory. Secrets are watched metadata-only (their values are read on demand and cached
+//! by resourceVersion) so that a changed Secret re-triggers the resources that reference it.
 
 pub mod backoff;
 pub mod context;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod lease_failover;
 pub mod leased_snapshot;
 pub mod number_lease;
@@ -27,7 +28,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PartialObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector::reflector, watcher};
 use kube::{Resource, ResourceExt};
@@ -106,20 +106,24 @@ pub async fn run(
         let lf_api: Api<LeaseFailover> = scoped(&client, scope);
         let secret_api: Api<PartialObjectMeta<Secret>> = scoped_meta(&client, scope);
 
-        let (nl_reader, nl_writer) = reflector::store();
+        // One NumberLease watch feeds both controllers: its cache and the NumberLease
+        // controller directly, and the LeaseFailover controller through a subscription.
+        let (nl_reader, nl_writer) = reflector::store_shared(SHARED_BUFFER);
+        #[allow(clippy::expect_used)] // start-up: a shared store always hands out subscriptions
+        let nl_changes = nl_writer.subscribe().expect("a shared store can be subscribed to");
         // Only spec (generation; deletion bumps it too) and finalizer changes trigger a
         // reconcile: the operator's own status writes would otherwise re-run the reconcile on
         // a cache that may not show the last write yet (a second lookup and status write).
         // The cache itself still sees every change; resyncs and retries are requeues.
-        let nl_stream = reflector(
-            nl_writer,
-            watcher(nl_api.clone(), wc.clone()).default_backoff().modify(strip),
-        )
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            PredicateConfig::default(),
-        );
+        let nl_stream = watcher(nl_api.clone(), wc.clone())
+            .default_backoff()
+            .modify(strip)
+            .reflect_shared(nl_writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                PredicateConfig::default(),
+            );
         let (lf_reader, lf_writer) = reflector::store();
         let lf_stream =
             reflector(lf_writer, watcher(lf_api, wc.clone()).default_backoff().modify(strip)).applied_objects();
@@ -155,10 +159,8 @@ pub async fn run(
 
         // A NumberLease change re-triggers the LeaseFailovers that reference it.
         let failovers_for_lease = lf_reader.clone();
-        let nl_meta_api: Api<PartialObjectMeta<NumberLease>> = scoped_meta(&client, scope);
-        let nl_meta = watcher(nl_meta_api, wc.clone()).default_backoff().touched_objects();
         let lf_controller = Controller::for_stream(lf_stream, lf_reader.clone())
-            .watches_stream(nl_meta, move |nl| {
+            .watches_shared_stream(nl_changes, move |nl| {
                 let ns = nl.namespace();
                 let name = nl.name_any();
                 failovers_for_lease
@@ -177,10 +179,6 @@ pub async fn run(
         pending.push((nl_controller, lf_controller));
     }
 
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.into(),
-        instance: opts.instance.clone(),
-    };
     let observer: Arc<dyn crate::contiguity::CallObserver> = metrics.clone();
     let ctx = Arc::new(Context {
         kube: client.clone(),
@@ -188,7 +186,7 @@ pub async fn run(
         pool: ClientPool::new(opts.client.clone(), Some(observer)),
         credentials: Credentials::new(client.clone(), opts.default_token.clone(), secret_stores),
         snapshots: LeasedSnapshots::default(),
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Events::new(client.clone(), CONTROLLER_NAME, opts.instance.clone()),
         metrics: metrics.clone(),
         leases: lease_stores,
         failovers: failover_stores,
@@ -221,6 +219,10 @@ pub async fn run(
     tracing::info!("controllers stopped");
     Ok(())
 }
+
+/// NumberLease changes buffered for the LeaseFailover controller before the shared watch
+/// waits for it to catch up.
+const SHARED_BUFFER: usize = 1024;
 
 /// Routes reconcile requests to the controller of the object's scope.
 pub struct Requeue<K: Resource> {

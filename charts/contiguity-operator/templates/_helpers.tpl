@@ -121,8 +121,8 @@ packaging e2e runs the operator with exactly these permissions.
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
 # Events (events.k8s.io): Normal events such as Leased / FailoverConfigured and Warning events on
-# failures, on the resources themselves; patch updates the series count of a repeated event.
+# failures, on the resources themselves. Each is created once and never updated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
