@@ -136,14 +136,22 @@ impl Context {
         self.failover_requeue.send(r);
     }
 
-    /// Every cached NumberLease.
-    pub fn all_leases(&self) -> impl Iterator<Item = Arc<NumberLease>> + '_ {
-        self.leases.iter().flat_map(|s| s.state())
+    /// The cached NumberLeases (every watched namespace) for which `pred` holds. The caches
+    /// are scanned under their read locks and only the matches are taken out, so a lookup
+    /// costs no allocation per cached object.
+    pub fn leases_where(&self, pred: impl Fn(&NumberLease) -> bool) -> Vec<Arc<NumberLease>> {
+        self.leases.iter().flat_map(|s| s.state_filter(&pred)).collect()
     }
 
-    /// Every cached LeaseFailover.
-    pub fn all_failovers(&self) -> impl Iterator<Item = Arc<LeaseFailover>> + '_ {
-        self.failovers.iter().flat_map(|s| s.state())
+    /// The cached NumberLease `ns/name`, if any.
+    pub fn lease(&self, ns: &str, name: &str) -> Option<Arc<NumberLease>> {
+        let key = ObjectRef::new(name).within(ns);
+        self.leases.iter().find_map(|s| s.get(&key))
+    }
+
+    /// The cached LeaseFailovers (every watched namespace) for which `pred` holds.
+    pub fn failovers_where(&self, pred: impl Fn(&LeaseFailover) -> bool) -> Vec<Arc<LeaseFailover>> {
+        self.failovers.iter().flat_map(|s| s.state_filter(&pred)).collect()
     }
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.

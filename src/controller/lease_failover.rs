@@ -85,17 +85,15 @@ enum Target {
 
 fn referenced_lease(lf: &LeaseFailover, ctx: &Context) -> Option<Arc<NumberLease>> {
     let name = &lf.spec.lease_ref.as_ref()?.name;
-    let ns = lf.namespace()?;
-    ctx.all_leases()
-        .find(|nl| &nl.name_any() == name && nl.namespace().as_deref() == Some(ns.as_str()))
+    ctx.lease(lf.metadata.namespace.as_deref()?, name)
 }
 
 fn resolve_target(lf: &LeaseFailover, ctx: &Context) -> Target {
     if let Some(number) = &lf.spec.number {
-        let ns = lf.namespace();
+        let ns = lf.metadata.namespace.as_deref();
         let secret = ctx
-            .all_leases()
-            .find(|nl| &nl.spec.number == number && nl.namespace() == ns)
+            .leases_where(|nl| &nl.spec.number == number && nl.metadata.namespace.as_deref() == ns)
+            .first()
             .and_then(|nl| nl.spec.credentials_secret_ref.clone());
         return Target::Number {
             number: number.clone(),
@@ -123,8 +121,8 @@ fn resolve_target(lf: &LeaseFailover, ctx: &Context) -> Target {
 /// The older LeaseFailover (any watched namespace) that targets the same number, if any.
 fn older_claimant(lf: &LeaseFailover, number: &str, ctx: &Context) -> Option<Arc<LeaseFailover>> {
     let mine = claim_rank(lf, number);
-    ctx.all_failovers()
-        .filter(|o| o.uid() != lf.uid())
+    ctx.failovers_where(|o| o.metadata.uid != lf.metadata.uid)
+        .into_iter()
         .filter(|o| match resolve_target(o, ctx) {
             Target::Number { number: n, .. } => n == number,
             Target::NotReady(_) => false,
@@ -171,8 +169,8 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
     // Tenancy: a namespace may only configure numbers that no other namespace's
     // NumberLease declares.
     if let Some(owner) = ctx
-        .all_leases()
-        .filter(|nl| nl.spec.number == number && nl.namespace().as_deref() != Some(ns.as_str()))
+        .leases_where(|nl| nl.spec.number == number && nl.metadata.namespace.as_deref() != Some(ns.as_str()))
+        .into_iter()
         .min_by_key(|nl| (nl.metadata.creation_timestamp.clone(), nl.uid()))
     {
         let message = format!(
@@ -290,7 +288,7 @@ async fn converge(
 
 async fn cleanup(lf: &LeaseFailover, ctx: &Context) -> Result<Action, Error> {
     let release = |ctx: &Context| {
-        for other in ctx.all_failovers().filter(|o| o.uid() != lf.uid()) {
+        for other in ctx.failovers_where(|o| o.metadata.uid != lf.metadata.uid) {
             ctx.requeue_failover(ObjectRef::from_obj(&*other));
         }
     };

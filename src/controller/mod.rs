@@ -146,11 +146,11 @@ pub async fn run(
                 let ns = secret.namespace();
                 let name = secret.name_any();
                 leases_for_secret
-                    .state()
-                    .into_iter()
-                    .filter(|nl| {
-                        nl.namespace() == ns && nl.spec.credentials_secret_ref.as_ref().is_some_and(|r| r.name == name)
+                    .state_filter(|nl| {
+                        nl.metadata.namespace == ns
+                            && nl.spec.credentials_secret_ref.as_ref().is_some_and(|r| r.name == name)
                     })
+                    .into_iter()
                     .map(|nl| ObjectRef::from_obj(&*nl))
                     .collect::<Vec<_>>()
             })
@@ -164,9 +164,10 @@ pub async fn run(
                 let ns = nl.namespace();
                 let name = nl.name_any();
                 failovers_for_lease
-                    .state()
+                    .state_filter(|lf| {
+                        lf.metadata.namespace == ns && lf.spec.lease_ref.as_ref().is_some_and(|r| r.name == name)
+                    })
                     .into_iter()
-                    .filter(|lf| lf.namespace() == ns && lf.spec.lease_ref.as_ref().is_some_and(|r| r.name == name))
                     .map(|lf| ObjectRef::from_obj(&*lf))
                     .collect::<Vec<_>>()
             })

@@ -98,8 +98,8 @@ impl Managed for NumberLease {
 /// The older NumberLease (any watched namespace) that declares the same number, if any.
 fn older_claimant(nl: &NumberLease, ctx: &Context) -> Option<Arc<NumberLease>> {
     let mine = claim_rank(nl);
-    ctx.all_leases()
-        .filter(|o| o.spec.number == nl.spec.number && o.uid() != nl.uid())
+    ctx.leases_where(|o| o.spec.number == nl.spec.number && o.metadata.uid != nl.metadata.uid)
+        .into_iter()
         .filter(|o| claim_rank(o) < mine)
         .min_by_key(|o| claim_rank(o))
 }
@@ -491,16 +491,10 @@ async fn lease_lost(
 async fn cleanup(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
     let action = terminate_if_held(nl, api, ctx).await?;
     // Another resource declaring the same number may own it now.
-    for other in ctx
-        .all_leases()
-        .filter(|o| o.spec.number == nl.spec.number && o.uid() != nl.uid())
-    {
+    for other in ctx.leases_where(|o| o.spec.number == nl.spec.number && o.metadata.uid != nl.metadata.uid) {
         ctx.requeue_lease(ObjectRef::from_obj(&*other));
     }
-    for lf in ctx
-        .all_failovers()
-        .filter(|lf| lf.spec.number.as_deref() == Some(nl.spec.number.as_str()))
-    {
+    for lf in ctx.failovers_where(|lf| lf.spec.number.as_deref() == Some(nl.spec.number.as_str())) {
         ctx.requeue_failover(ObjectRef::from_obj(&*lf));
     }
     Ok(action)
@@ -569,17 +563,19 @@ async fn disable_failovers_on(nl: &NumberLease, ctx: &Context, client: &Contigui
     let ns = nl.namespace().unwrap_or_default();
     let name = nl.name_any();
     let number = nl.spec.number.as_str();
-    let enabled = ctx.all_failovers().any(|lf| {
-        let targets = lf.namespace().as_deref() == Some(ns.as_str())
-            && (lf.spec.lease_ref.as_ref().is_some_and(|r| r.name == name)
-                || lf.spec.number.as_deref() == Some(number));
-        targets
-            && lf
-                .status
-                .as_ref()
-                .and_then(|s| s.applied.as_ref())
-                .is_some_and(|a| a.enabled)
-    });
+    let enabled = !ctx
+        .failovers_where(|lf| {
+            let targets = lf.metadata.namespace.as_deref() == Some(ns.as_str())
+                && (lf.spec.lease_ref.as_ref().is_some_and(|r| r.name == name)
+                    || lf.spec.number.as_deref() == Some(number));
+            targets
+                && lf
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.applied.as_ref())
+                    .is_some_and(|a| a.enabled)
+        })
+        .is_empty();
     if !enabled {
         return Ok(());
     }
