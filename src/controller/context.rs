@@ -136,11 +136,18 @@ impl Context {
         self.failover_requeue.send(r);
     }
 
-    /// The cached NumberLeases (every watched namespace) for which `pred` holds. The caches
-    /// are scanned under their read locks and only the matches are taken out, so a lookup
-    /// costs no allocation per cached object.
+    /// The cached NumberLeases (every watched namespace) for which `pred` holds.
+    ///
+    /// The caches' read locks are held only to copy out their handles, and `pred` runs after:
+    /// evaluating it under the lock (kube's `state_filter`) kept the watch from applying
+    /// events while reconciles scanned, and measured slower at 10 000 leases (the converge
+    /// bench: 1.61 and 1.75 times the floor against 1.18 and 1.20).
     pub fn leases_where(&self, pred: impl Fn(&NumberLease) -> bool) -> Vec<Arc<NumberLease>> {
-        self.leases.iter().flat_map(|s| s.state_filter(&pred)).collect()
+        self.leases
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|nl| pred(nl))
+            .collect()
     }
 
     /// The cached NumberLease `ns/name`, if any.
@@ -150,8 +157,13 @@ impl Context {
     }
 
     /// The cached LeaseFailovers (every watched namespace) for which `pred` holds.
+    /// Like [`Context::leases_where`], the lock is held only to copy out the handles.
     pub fn failovers_where(&self, pred: impl Fn(&LeaseFailover) -> bool) -> Vec<Arc<LeaseFailover>> {
-        self.failovers.iter().flat_map(|s| s.state_filter(&pred)).collect()
+        self.failovers
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|lf| pred(lf))
+            .collect()
     }
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.

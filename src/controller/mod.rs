@@ -146,11 +146,12 @@ pub async fn run(
                 let ns = secret.namespace();
                 let name = secret.name_any();
                 leases_for_secret
-                    .state_filter(|nl| {
+                    .state()
+                    .into_iter()
+                    .filter(|nl| {
                         nl.metadata.namespace == ns
                             && nl.spec.credentials_secret_ref.as_ref().is_some_and(|r| r.name == name)
                     })
-                    .into_iter()
                     .map(|nl| ObjectRef::from_obj(&*nl))
                     .collect::<Vec<_>>()
             })
@@ -164,10 +165,11 @@ pub async fn run(
                 let ns = nl.namespace();
                 let name = nl.name_any();
                 failovers_for_lease
-                    .state_filter(|lf| {
+                    .state()
+                    .into_iter()
+                    .filter(|lf| {
                         lf.metadata.namespace == ns && lf.spec.lease_ref.as_ref().is_some_and(|r| r.name == name)
                     })
-                    .into_iter()
                     .map(|lf| ObjectRef::from_obj(&*lf))
                     .collect::<Vec<_>>()
             })
