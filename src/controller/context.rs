@@ -5,6 +5,7 @@ use super::credentials::Credentials;
 use super::error::Error;
 use super::events::Events;
 use super::leased_snapshot::LeasedSnapshots;
+use super::number_index::NumberIndex;
 use crate::contiguity::{ClientPool, ContiguityClient};
 use crate::crd::{LeaseFailover, NumberLease, SecretKeyRef};
 use crate::metrics::Metrics;
@@ -54,6 +55,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// NumberLease caches of every watched namespace.
     pub leases: Vec<Store<NumberLease>>,
+    /// Per watched namespace (as `leases`), which NumberLeases declare each number.
+    pub numbers: Vec<Arc<NumberIndex>>,
     /// LeaseFailover caches of every watched namespace.
     pub failovers: Vec<Store<LeaseFailover>>,
     /// Per-object backoff.
@@ -136,17 +139,20 @@ impl Context {
         self.failover_requeue.send(r);
     }
 
-    /// The cached NumberLeases (every watched namespace) for which `pred` holds.
-    ///
-    /// The caches' read locks are held only to copy out their handles, and `pred` runs after:
-    /// evaluating it under the lock (kube's `state_filter`) kept the watch from applying
-    /// events while reconciles scanned, and measured slower at 10 000 leases (the converge
-    /// bench: 1.61 and 1.75 times the floor against 1.18 and 1.20).
-    pub fn leases_where(&self, pred: impl Fn(&NumberLease) -> bool) -> Vec<Arc<NumberLease>> {
+    /// The cached NumberLeases (every watched namespace) that declare `number`, found through
+    /// the number index rather than a scan of the caches.
+    pub fn leases_declaring(&self, number: &str) -> Vec<Arc<NumberLease>> {
         self.leases
             .iter()
-            .flat_map(|s| s.state())
-            .filter(|nl| pred(nl))
+            .zip(&self.numbers)
+            .flat_map(|(store, index)| {
+                index
+                    .declaring(number)
+                    .into_iter()
+                    .filter_map(|key| store.get(&key))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|nl| nl.spec.number == number)
             .collect()
     }
 
@@ -156,8 +162,9 @@ impl Context {
         self.leases.iter().find_map(|s| s.get(&key))
     }
 
-    /// The cached LeaseFailovers (every watched namespace) for which `pred` holds.
-    /// Like [`Context::leases_where`], the lock is held only to copy out the handles.
+    /// The cached LeaseFailovers (every watched namespace) for which `pred` holds. The caches'
+    /// read locks are held only to copy out their handles, and `pred` runs after: evaluating
+    /// it under the lock (kube's `state_filter`) holds up the watch that feeds the cache.
     pub fn failovers_where(&self, pred: impl Fn(&LeaseFailover) -> bool) -> Vec<Arc<LeaseFailover>> {
         self.failovers
             .iter()

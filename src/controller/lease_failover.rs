@@ -92,8 +92,9 @@ fn resolve_target(lf: &LeaseFailover, ctx: &Context) -> Target {
     if let Some(number) = &lf.spec.number {
         let ns = lf.metadata.namespace.as_deref();
         let secret = ctx
-            .leases_where(|nl| &nl.spec.number == number && nl.metadata.namespace.as_deref() == ns)
-            .first()
+            .leases_declaring(number)
+            .into_iter()
+            .find(|nl| nl.metadata.namespace.as_deref() == ns)
             .and_then(|nl| nl.spec.credentials_secret_ref.clone());
         return Target::Number {
             number: number.clone(),
@@ -169,8 +170,9 @@ async fn apply(lf: &LeaseFailover, api: &Api<LeaseFailover>, ctx: &Context) -> R
     // Tenancy: a namespace may only configure numbers that no other namespace's
     // NumberLease declares.
     if let Some(owner) = ctx
-        .leases_where(|nl| nl.spec.number == number && nl.metadata.namespace.as_deref() != Some(ns.as_str()))
+        .leases_declaring(&number)
         .into_iter()
+        .filter(|nl| nl.metadata.namespace.as_deref() != Some(ns.as_str()))
         .min_by_key(|nl| (nl.metadata.creation_timestamp.clone(), nl.uid()))
     {
         let message = format!(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod lease_failover;
 pub mod leased_snapshot;
+pub mod number_index;
 pub mod number_lease;
 pub mod reconcile;
 
@@ -90,6 +91,7 @@ pub async fn run(
     let mut lease_txs = Vec::new();
     let mut failover_txs = Vec::new();
     let mut lease_stores = Vec::new();
+    let mut number_indexes = Vec::new();
     let mut failover_stores = Vec::new();
     let mut secret_stores = Vec::new();
     let mut pending = Vec::new();
@@ -115,9 +117,17 @@ pub async fn run(
         // reconcile: the operator's own status writes would otherwise re-run the reconcile on
         // a cache that may not show the last write yet (a second lookup and status write).
         // The cache itself still sees every change; resyncs and retries are requeues.
+        let nl_index = Arc::new(number_index::NumberIndex::default());
+        let indexer = nl_index.clone();
         let nl_stream = watcher(nl_api.clone(), wc.clone())
             .default_backoff()
             .modify(strip)
+            .map(move |event| {
+                if let Ok(e) = &event {
+                    indexer.observe(e);
+                }
+                event
+            })
             .reflect_shared(nl_writer)
             .applied_objects()
             .predicate_filter(
@@ -177,6 +187,7 @@ pub async fn run(
             .with_config(ControllerConfig::default().concurrency(opts.concurrency));
 
         lease_stores.push(nl_reader);
+        number_indexes.push(nl_index);
         failover_stores.push(lf_reader);
         secret_stores.push(secret_reader);
         pending.push((nl_controller, lf_controller));
@@ -192,6 +203,7 @@ pub async fn run(
         events: events::Events::new(client.clone(), CONTROLLER_NAME, opts.instance.clone()),
         metrics: metrics.clone(),
         leases: lease_stores,
+        numbers: number_indexes,
         failovers: failover_stores,
         backoff: Backoff::new(opts.settings.backoff_base, opts.settings.backoff_max),
         stalls: StallMemo::default(),

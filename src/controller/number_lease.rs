@@ -98,8 +98,9 @@ impl Managed for NumberLease {
 /// The older NumberLease (any watched namespace) that declares the same number, if any.
 fn older_claimant(nl: &NumberLease, ctx: &Context) -> Option<Arc<NumberLease>> {
     let mine = claim_rank(nl);
-    ctx.leases_where(|o| o.spec.number == nl.spec.number && o.metadata.uid != nl.metadata.uid)
+    ctx.leases_declaring(&nl.spec.number)
         .into_iter()
+        .filter(|o| o.metadata.uid != nl.metadata.uid)
         .filter(|o| claim_rank(o) < mine)
         .min_by_key(|o| claim_rank(o))
 }
@@ -491,7 +492,11 @@ async fn lease_lost(
 async fn cleanup(nl: &NumberLease, api: &Api<NumberLease>, ctx: &Context) -> Result<Action, Error> {
     let action = terminate_if_held(nl, api, ctx).await?;
     // Another resource declaring the same number may own it now.
-    for other in ctx.leases_where(|o| o.spec.number == nl.spec.number && o.metadata.uid != nl.metadata.uid) {
+    for other in ctx
+        .leases_declaring(&nl.spec.number)
+        .into_iter()
+        .filter(|o| o.metadata.uid != nl.metadata.uid)
+    {
         ctx.requeue_lease(ObjectRef::from_obj(&*other));
     }
     for lf in ctx.failovers_where(|lf| lf.spec.number.as_deref() == Some(nl.spec.number.as_str())) {
