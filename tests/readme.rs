@@ -81,7 +81,27 @@ fn every_flag_and_env_var_in_the_readme_is_real() {
     let run_help = help(&["run", "--help"]);
     let text = readme();
     let mut flags = 0;
+    let bench_source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/converge.rs"))
+        .expect("benches/converge.rs");
     for code in inline_code(&text) {
+        if let Some(args) = code.strip_prefix("BENCH_ARGS=") {
+            // Flags of the converge bench (`make bench BENCH_ARGS=...`): clap derives each from
+            // a field name or names it with `long = "..."`.
+            for word in args
+                .trim_matches('"')
+                .split_whitespace()
+                .filter(|w| w.starts_with("--"))
+            {
+                let name = word.trim_start_matches('-');
+                let field = name.replace('-', "_");
+                assert!(
+                    bench_source.contains(&format!("    {field}: "))
+                        || bench_source.contains(&format!("long = \"{name}\"")),
+                    "README names {word} for the bench, which benches/converge.rs does not define"
+                );
+            }
+            continue;
+        }
         for word in code.split(|c: char| c.is_whitespace() || c == '/') {
             let word = word.trim_matches(|c: char| c == ',' || c == '`');
             if word.starts_with("--") && word.len() > 2 && !word.contains('=') && !word.contains('.') {
