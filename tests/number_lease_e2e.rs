@@ -639,6 +639,36 @@ async fn a_refused_create_unmarks_the_resource_so_a_later_outside_lease_is_not_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_removed_by_hand_is_restored_so_a_delete_still_terminates() {
+    let env = Env::start("nl-refinalize").await;
+    let number = env.numbers(1).remove(0);
+    create_lease(&env.leases(), "keep", json!({"number": number})).await;
+    wait_obj(&env.leases(), "keep", "Ready", T, nl_is_ready).await;
+    let strip = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    env.leases()
+        .patch("keep", &PatchParams::default(), &strip)
+        .await
+        .expect("strip the finalizer");
+    // Well before the 10-minute resync would write status again.
+    wait_obj(
+        &env.leases(),
+        "keep",
+        "finalizer restored",
+        Duration::from_secs(15),
+        |nl| nl.finalizers().iter().any(|f| f == "contiguity.com/terminate-lease"),
+    )
+    .await;
+    env.leases()
+        .delete("keep", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&env, &env.ns, "keep").await;
+    let s = env.sandbox.state();
+    assert!(s.current_lease(&number).is_none(), "the lease outlived its resource");
+    assert_eq!(s.count_op(Operation::Terminate), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_owner_goes_the_claimant_takes_the_number() {
     let env = Env::start("nl-handover").await;
     let number = env.numbers(1).remove(0);

@@ -86,6 +86,13 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
         // Triggered by a watch event older than our own last write: that write's event is on
         // its way; acting now would redo finished work on stale status.
         Ok(Action::requeue(Duration::from_secs(5)))
+    } else if !has_finalizer(&*obj) && obj.status_of().is_some() {
+        // The operator has written status, so the finalizer was there and somebody removed
+        // it: put it back now rather than at the next status write, or a delete in between
+        // would skip the cleanup. The restore's own watch event runs the reconcile again.
+        ensure_finalizer(&ctx, &*obj, &api, &[])
+            .await
+            .map(|_| Action::await_change())
     } else {
         K::apply(&obj, &api, &ctx).await
     };
