@@ -145,13 +145,7 @@ impl Context {
         self.leases
             .iter()
             .zip(&self.numbers)
-            .flat_map(|(store, index)| {
-                index
-                    .declaring(number)
-                    .into_iter()
-                    .filter_map(|key| store.get(&key))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(store, index)| index.declaring(number).into_iter().filter_map(|key| store.get(&key)))
             .filter(|nl| nl.spec.number == number)
             .collect()
     }

@@ -219,7 +219,7 @@ pub async fn ensure_finalizer<K: Managed>(
     let written = api
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&body))
         .await
-        .map_err(|e| Error::Finalizer(format!("adding the finalizer failed: {e}")))?;
+        .map_err(|e| Error::Finalizer(format!("writing the finalizer and annotations failed: {e}")))?;
     ctx.writes
         .wrote(written.meta().uid.clone(), written.meta().resource_version.clone());
     Ok(written)

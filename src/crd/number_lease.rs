@@ -258,12 +258,8 @@ pub struct CapabilitiesStatus {
     pub intl_sms: Option<bool>,
 }
 
-/// Annotation the operator sets (RFC 3339 time), together with its finalizer and in the same
-/// write, just before it asks Contiguity for a lease. After a crash or a lost reply it is how
-/// the operator recognises the lease it finds at Contiguity as this resource's own: no second
-/// lease, no forgotten one, no false "already leased". It stays after the lease is recorded
-/// and is removed when Contiguity refuses the request outright. Do not set it by hand: a
-/// resource carrying it would take a lease the account already holds as its own.
+/// Annotation marking that this resource asked Contiguity for a lease; what it means to users
+/// is in [`ANNOTATIONS`].
 pub const CREATE_REQUESTED_AT: &str = "contiguity.com/create-requested-at";
 
 /// The annotations the operator writes on a NumberLease and what they tell users (rendered
